@@ -1,0 +1,135 @@
+/*
+ * ingest.h — getting records out of files.
+ *
+ * Three pieces:
+ *  - ingest_lines: a line splitter fed with chunks; hands out each complete line
+ *    as a view into its buffer (no copy per line), enforces a maximum line
+ *    length (the excess is skipped up to the next newline and counted).
+ *  - ingest_reader: pull-based reading of a whole file, plain or gzip (zlib),
+ *    for `replay` and `parse`; the last line is returned even without its
+ *    newline.
+ *  - ingest_tail: follows a path or glob like `tail -F` on a libev loop —
+ *    appends (inotify, plus a periodic stat as a fallback), rename-and-create
+ *    rotation (the old file is drained to its end first), truncation
+ *    (copytruncate: restart at 0), deletion, late creation, new glob matches —
+ *    and hands out every complete line with the time it was read.
+ *
+ * Lines never include their '\n' (a trailing '\r' is kept: it is data).
+ */
+#ifndef INGEST_H
+#define INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/kl.h"
+
+struct ev_loop;
+
+#define INGEST_DEFAULT_MAX_LINE (64 * 1024)
+#define INGEST_DEFAULT_CHUNK (256 * 1024)
+
+/* Called for each line; line is valid only during the call. */
+typedef void (*ingest_line_fn)(void *ctx, const char *line, size_t len);
+
+/* ---------------------------------------------------------------------------
+ * Line splitter. Zero-initialise, then ingest_lines_init.
+ */
+struct ingest_lines {
+	char *buf;	   /* pending partial line (owned) */
+	size_t len;	   /* bytes pending */
+	size_t cap;
+	size_t max_line;   /* longest line handed out whole */
+	bool skipping;	   /* inside an over-long line: drop to the next '\n' */
+	uint64_t lines;	   /* lines handed out */
+	uint64_t too_long; /* lines cut: their first max_line bytes are handed out,
+			    * the rest skipped */
+};
+
+int ingest_lines_init(struct ingest_lines *s, size_t max_line);
+void ingest_lines_free(struct ingest_lines *s);
+/*
+ * Split data (any size) into lines, calling fn for each complete one; keeps
+ * the unterminated tail for the next call. A line longer than max_line is
+ * handed out truncated to max_line bytes once, and counted in too_long.
+ * Returns 0 or -ENOMEM (then the pending tail is dropped and counted).
+ */
+int ingest_lines_feed(struct ingest_lines *s, const char *data, size_t len, ingest_line_fn fn,
+		      void *ctx);
+/* Hand out the unterminated tail, if any, as a last line (end of input). */
+void ingest_lines_flush(struct ingest_lines *s, ingest_line_fn fn, void *ctx);
+
+/* ---------------------------------------------------------------------------
+ * Whole-file reader, plain or gzip (detected by content, not by name).
+ */
+struct ingest_reader;
+
+/*
+ * Open path ("-" for standard input). Returns NULL with *err = -errno when it
+ * cannot be opened. max_line as for ingest_lines (0: the default).
+ */
+struct ingest_reader *ingest_reader_open(const char *path, size_t max_line, int *err);
+/*
+ * Next line: 1 with *line set (valid until the next call), 0 at the end, or a
+ * negative errno on a read error (-EIO for a corrupt or truncated gzip
+ * stream: the lines before the damage were all returned; the error is logged
+ * once with the path).
+ */
+int ingest_reader_next(struct ingest_reader *r, struct kl_str *line);
+struct ingest_reader_stats {
+	uint64_t lines;
+	uint64_t bytes;	   /* uncompressed bytes read */
+	uint64_t too_long;
+	uint64_t errors;
+};
+const struct ingest_reader_stats *ingest_reader_stats(const struct ingest_reader *r);
+const char *ingest_reader_path(const struct ingest_reader *r);
+void ingest_reader_close(struct ingest_reader *r);
+
+/* ---------------------------------------------------------------------------
+ * Following files on the loop.
+ */
+struct ingest_tail;
+
+struct ingest_tail_opts {
+	const char *pattern;	/* a path or a glob(7) pattern; copied */
+	bool from_beginning;	/* a file present at start: read from 0 (else from its end);
+				 * files that appear later are always read from 0 */
+	size_t max_line;	/* 0: INGEST_DEFAULT_MAX_LINE */
+	size_t chunk;		/* bytes read per file per wake-up; 0: INGEST_DEFAULT_CHUNK */
+	double stat_interval;	/* seconds between stat fallback checks; 0: 1.0 */
+	double glob_interval;	/* seconds between re-globbing; 0: 2.0 */
+};
+
+struct ingest_tail_cbs {
+	/* One complete line of file path. read_us is the wall time of the read. */
+	void (*line)(void *ctx, const char *line, size_t len, int64_t read_us);
+	/* After each read chunk (all its lines delivered): evaluate now. May be NULL. */
+	void (*batch)(void *ctx);
+	void *ctx;
+};
+
+/*
+ * Start following. Returns NULL with *err = -errno only for a bad pattern or
+ * no memory; a path that does not exist yet is not an error (it is picked up
+ * when it appears). Callbacks run on loop.
+ */
+struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_tail_opts *opts,
+				    const struct ingest_tail_cbs *cbs, int *err);
+/* Stop all watchers and free. Accepts NULL. */
+void ingest_tail_free(struct ingest_tail *t);
+
+struct ingest_tail_stats {
+	uint64_t lines;
+	uint64_t bytes;
+	uint64_t too_long;
+	uint64_t files_opened;
+	uint64_t rotations;   /* rename-and-create or deletion handled */
+	uint64_t truncations; /* copytruncate handled */
+	uint64_t read_errors;
+	unsigned files_open;  /* currently followed */
+};
+void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats *out);
+
+#endif

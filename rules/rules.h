@@ -1,0 +1,112 @@
+/*
+ * rules.h — alert rules over rolling windows of events.
+ *
+ * A rule set is loaded from rule files against the sources the configuration
+ * defines (each with its parser, so field names are resolved to indexes and
+ * checked at load). Events are fed as they are parsed; evaluation happens when
+ * the caller says so, with the current time as an argument: rules never read a
+ * clock themselves, so `run` (wall clock) and `replay` (event-time clock) share
+ * every line of code here.
+ *
+ * Memory depends on rules × buckets × groups, never on traffic: each rule keeps
+ * a ring of time buckets per group (bucket width ≤ window/60), groups are capped
+ * per rule, quantiles live in fixed-accuracy mergeable sketches.
+ *
+ * Alert state per rule and group: inactive → pending (condition true, `for`
+ * not yet elapsed) → firing → resolved (condition false for keep_firing_for);
+ * a transition into firing or resolved is reported through the callback.
+ */
+#ifndef RULES_H
+#define RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/kl.h"
+#include "parsers/parsers.h"
+
+struct rules_set;
+
+/* A source rules may name: its name and the parser its events come from. */
+struct rules_source {
+	const char *name;
+	const struct parser *parser;
+};
+
+struct rules_label {
+	const char *key;
+	const char *value;
+};
+
+enum rules_status {
+	RULES_FIRING,
+	RULES_RESOLVED,
+};
+
+/* One alert transition. All pointers are valid only during the callback. */
+struct rules_transition {
+	int64_t at_us;		  /* instant of the transition (the evaluation clock) */
+	enum rules_status status;
+	const char *alert;	  /* the rule's `alert` name */
+	const struct rules_label *labels; /* source, rule labels, then `by` fields; sorted by key */
+	size_t nlabels;
+	const struct rules_label *annotations; /* templates rendered */
+	size_t nannotations;
+	double value;		  /* the expression's left-hand value at at_us */
+	int64_t started_us;	  /* when this firing began */
+	int64_t window_us;
+};
+
+typedef void (*rules_transition_fn)(void *ctx, const struct rules_transition *t);
+
+/*
+ * Load and compile every rule in files[0..nfiles). Each problem is reported
+ * through d as FILE:LINE:COL: message (unknown source, unknown field, a string
+ * field used as a number, an unknown function, a syntax error in expr with the
+ * column inside it, a bad duration, ...), and loading goes on to find the
+ * others; returns NULL if there was any. The sources array must outlive the
+ * set (the parsers are referenced, not copied).
+ */
+struct rules_set *rules_load(const char *const *files, size_t nfiles,
+			     const struct rules_source *sources, size_t nsources,
+			     struct kl_diag *d);
+void rules_free(struct rules_set *rs);
+size_t rules_count(const struct rules_set *rs);
+
+/*
+ * Feed one event of source source_idx (index into the sources given to
+ * rules_load). Updates the windows of every rule over that source, at the
+ * event's time_us. Marks those rules for evaluation. No allocation unless a
+ * new group appears (bounded by the cardinality cap).
+ */
+void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *ev);
+
+/*
+ * Evaluate at now_us: every rule if the eval tick (eval_interval) has come,
+ * otherwise only the rules fed since the last call. Expires buckets, advances
+ * pending/firing states, and reports each transition through fn, in rule
+ * order. now_us must not go backwards (a smaller value is treated as the last
+ * one).
+ */
+void rules_eval(struct rules_set *rs, int64_t now_us, rules_transition_fn fn, void *ctx);
+/* Evaluate every rule at now_us regardless of the tick (used by replay to
+ * step through ticks). */
+void rules_eval_all(struct rules_set *rs, int64_t now_us, rules_transition_fn fn, void *ctx);
+void rules_set_eval_interval(struct rules_set *rs, int64_t us);
+
+struct rules_stats {
+	uint64_t evaluations;
+	uint64_t events;
+	uint64_t groups_dropped; /* events of a new group past the cardinality cap */
+	uint64_t transitions;
+	unsigned firing;
+};
+void rules_get_stats(const struct rules_set *rs, struct rules_stats *out);
+
+/* Parse one expression on its own (for the fuzz target and tests): returns 0,
+ * or -EINVAL with a message and the 1-based column of the problem. */
+int rules_expr_check(const char *expr, const struct parser *p, char *err, size_t errlen,
+		     int *col);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * config.h — the klaxon.yml file, loaded and checked (private to the main
+ * program, which wires the stages together from it).
+ *
+ * Every problem is reported as FILE:LINE:COL: message through the diag, and
+ * loading goes on to find the others; config_load fails if there was any.
+ * `${VAR}` in a scalar is replaced by the environment variable (an unset
+ * variable is an error naming it); keys ending in `_file` read a secret from a
+ * file; secrets are never printed.
+ */
+#ifndef KLAXON_CONFIG_H
+#define KLAXON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/kl.h"
+#include "parsers/parsers.h"
+
+struct config_parser {
+	char *name;
+	struct parser *parser; /* owned */
+	int line, col;
+};
+
+struct config_multiline; /* later issue */
+
+struct config_source {
+	char *name;
+	char *path;		     /* a path or a glob */
+	char *parser_name;
+	const struct parser *parser; /* resolved: a config_parser's, or a built-in's */
+	bool from_beginning;	     /* `from: beginning|end`, default end */
+	size_t max_line;	     /* `max_line: 64KiB` */
+	int line, col;
+};
+
+enum config_sink_type {
+	CONFIG_SINK_STDOUT, /* alert transitions as JSON lines on stdout */
+	CONFIG_SINK_JSONL,  /* JSON lines to `path`: `what: alerts` or `what: events` */
+};
+
+struct config_sink {
+	char *name;
+	enum config_sink_type type;
+	char *path;	    /* jsonl */
+	bool events;	    /* jsonl: `what: events` (else alerts) */
+	int line, col;
+};
+
+struct config {
+	char *file;	     /* the path it was loaded from */
+	char *state_dir;     /* default /var/lib/klaxon */
+	char *listen;	     /* default 127.0.0.1:9731 (served in a later issue) */
+	int64_t eval_interval_us; /* default 1s */
+	char **rule_files;   /* globs expanded, sorted, relative paths resolved
+			      * against the config file's directory */
+	size_t nrule_files;
+	struct config_parser *parsers; /* user-defined and built-ins in use */
+	size_t nparsers;
+	struct config_source *sources;
+	size_t nsources;
+	struct config_sink *sinks; /* none configured: one stdout sink */
+	size_t nsinks;
+};
+
+/*
+ * Find the config file: explicit (from -c) if not NULL, else $KLAXON_CONFIG,
+ * else ./klaxon.yml, else /etc/klaxon/klaxon.yml. Returns a static or the
+ * given string, or NULL when none exists (then the caller says where it
+ * looked).
+ */
+const char *config_find(const char *explicit_path);
+
+/* Load and check. Returns 0 and *out, or -EINVAL after reporting through d. */
+int config_load(const char *path, struct config **out, struct kl_diag *d);
+void config_free(struct config *c);
+const struct config_source *config_source_by_name(const struct config *c, const char *name);
+
+#endif
