@@ -1,1 +1,868 @@
-/* placeholder: being written */
+/*
+ * tail.c — following a path or a glob on the loop, like `tail -F`.
+ *
+ * Design. Every followed file is a struct tfile: an open fd, its identity
+ * (device, inode), the offset of the next byte to read, a fingerprint (a hash
+ * of its first up to FP_MAX bytes, to tell a rewritten or reused file from
+ * the one we were reading), a line splitter and a zero-delay read timer. The
+ * name it was found under is only a hint: files are matched by identity.
+ *
+ * One function, reconcile(), decides what happened to a file and to the
+ * pattern: grew (schedule a read), truncated (size below our offset, or the
+ * first bytes changed: read again from 0), rotated (the name now names another
+ * inode: the old fd is read to its end first, then the new file from 0),
+ * deleted (drain to the end, then close), new match (read from 0; at start,
+ * from the end unless from_beginning). It is called from the inotify callback
+ * (IN_MODIFY on files; IN_CREATE, IN_MOVED_TO, IN_MOVED_FROM, IN_DELETE on the
+ * directories; IN_Q_OVERFLOW), from the stat timer (every stat_interval, the
+ * fallback that works without inotify) and from the glob timer (every
+ * glob_interval). When inotify is not available (limits), that is logged once
+ * and the stat timer also re-globs.
+ *
+ * Reading: a file's read timer reads at most `chunk` bytes with pread at the
+ * file's offset into the tail's one read buffer, hands every complete line out
+ * (views into that buffer), calls cbs->batch, and re-arms itself (a zero-delay
+ * timer, so inotify and the other timers keep being served) when it read a
+ * full chunk. A short read means "at the end for now"; more data announces
+ * itself through inotify or the stat timer. An unterminated last line stays
+ * pending in the splitter until its '\n' arrives.
+ *
+ * Rotated and deleted files ("draining") stay open after their end for
+ * rotate_wait (5 stat intervals) since their last data, so lines a writer
+ * still appends to the old file after the rename are not lost; then their
+ * pending partial line, if any, is handed out and they are closed. A file that
+ * replaced a draining one under the same name is not read until the draining
+ * one has reached its end once (tfile.wait), so lines come out in file order.
+ *
+ * Invariants: a tfile is in t->files exactly while its fd is open; no two
+ * tfiles share an identity; f->wait and f->waiter are mutual links, cleared
+ * on both sides when either file closes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "ingest/ingest.h"
+
+#define FP_MAX 1024		   /* bytes of a file's start that identify it */
+#define FNV_INIT 0xcbf29ce484222325ULL
+#define ROTATE_WAIT_INTERVALS 5.0  /* drained files stay open this many stat intervals */
+#define IGNORED_MAX 256		   /* non-regular matches remembered (to log each once) */
+#define FILE_MASK IN_MODIFY
+#define DIR_MASK                                                                      \
+	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
+	 IN_ONLYDIR)
+
+struct ingest_tail;
+
+struct tfile {
+	struct ingest_tail *t;
+	struct tfile *next;
+	char *path; /* the name it was found under: a hint */
+	int fd;
+	int wd; /* inotify watch on the inode, or -1 */
+	dev_t dev;
+	ino_t ino;
+	uint64_t off;	 /* next byte to read */
+	uint64_t fp;	 /* FNV-1a of the first fp_len bytes */
+	size_t fp_len;	 /* <= FP_MAX */
+	struct ingest_lines lines;
+	ev_timer rd;	 /* zero-delay: read one chunk */
+	int64_t read_us; /* wall time of the chunk being delivered */
+	double last_data; /* loop time of the last data read (or of the drain start) */
+	struct tfile *wait;   /* not read until that file reached its end */
+	struct tfile *waiter; /* the file waiting for this one */
+	bool draining;	      /* its name is gone or names another file */
+	bool at_eof;	      /* the last read found no more data */
+	bool check;	      /* an inotify event asks for reconcile */
+	bool err_logged;
+};
+
+struct ingest_tail {
+	struct ev_loop *loop;
+	char *pattern;
+	char *dir_pattern;  /* the pattern's directory part */
+	char *base_pattern; /* its last component */
+	bool dir_magic;	    /* the directory part is itself a glob */
+	struct ingest_tail_cbs cbs;
+	size_t max_line, chunk;
+	double stat_interval, glob_interval, rotate_wait;
+	bool from_beginning;
+	bool initial; /* the first scan: existing files start at their end */
+	char *rbuf;   /* chunk bytes; lines are views into it */
+
+	int ifd; /* inotify, or -1 */
+	ev_io iw;
+	ev_timer stat_w, glob_w;
+	int *dir_wds;
+	size_t ndirs, dirs_cap;
+	bool dirs_missing; /* no directory of the pattern exists (yet) */
+	bool watch_failed; /* some watch could not be added: poll harder */
+	bool warned_watch;
+
+	struct tfile *files;
+	char *ignored[IGNORED_MAX];
+	size_t nignored;
+	bool warned_ignored;
+
+	struct ingest_tail_stats st;
+	uint64_t too_long_closed; /* too_long of files already closed */
+};
+
+/* ---------------------------------------------------------------------------
+ * Small helpers.
+ */
+
+static uint64_t fnv(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static ssize_t pread_all(int fd, char *buf, size_t n, uint64_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+static bool has_magic(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '*' || s[i] == '?' || s[i] == '[' || s[i] == '\\')
+			return true;
+	return false;
+}
+
+static void schedule_read(struct tfile *f)
+{
+	if (!ev_is_active(&f->rd)) {
+		ev_timer_set(&f->rd, 0., 0.);
+		ev_timer_start(f->t->loop, &f->rd);
+	}
+}
+
+static struct tfile *find_ino(struct ingest_tail *t, dev_t dev, ino_t ino)
+{
+	for (struct tfile *f = t->files; f; f = f->next)
+		if (f->ino == ino && f->dev == dev)
+			return f;
+	return NULL;
+}
+
+/* The file currently followed under this name (not a draining one). */
+static struct tfile *find_path(struct ingest_tail *t, const char *path)
+{
+	for (struct tfile *f = t->files; f; f = f->next)
+		if (!f->draining && strcmp(f->path, path) == 0)
+			return f;
+	return NULL;
+}
+
+static bool is_dir_wd(const struct ingest_tail *t, int wd)
+{
+	for (size_t i = 0; i < t->ndirs; i++)
+		if (t->dir_wds[i] == wd)
+			return true;
+	return false;
+}
+
+static void forget_dir_wd(struct ingest_tail *t, int wd)
+{
+	for (size_t i = 0; i < t->ndirs; i++)
+		if (t->dir_wds[i] == wd) {
+			t->dir_wds[i] = t->dir_wds[--t->ndirs];
+			return;
+		}
+}
+
+static void watch_failed(struct ingest_tail *t, const char *what, const char *path, int e)
+{
+	t->watch_failed = true;
+	if (t->warned_watch)
+		return;
+	t->warned_watch = true;
+	kl_log(KL_LOG_WARN,
+	       "tail %s: cannot watch %s \"%s\" with inotify (%s); checking every %gs instead",
+	       t->pattern, what, path, strerror(e), t->stat_interval);
+}
+
+/* A match that is not a regular file: logged once per name. */
+static void note_ignored(struct ingest_tail *t, const char *path, mode_t mode)
+{
+	for (size_t i = 0; i < t->nignored; i++)
+		if (strcmp(t->ignored[i], path) == 0)
+			return;
+	if (t->nignored == IGNORED_MAX) {
+		if (!t->warned_ignored)
+			kl_log(KL_LOG_WARN, "tail %s: more non-regular matches; not logging them",
+			       t->pattern);
+		t->warned_ignored = true;
+		return;
+	}
+	char *copy = kl_strndup(path, strlen(path));
+	if (!copy)
+		return;
+	t->ignored[t->nignored++] = copy;
+	kl_log(KL_LOG_WARN, "tail %s: ignoring \"%s\": %s, not a regular file", t->pattern, path,
+	       S_ISDIR(mode)    ? "a directory"
+	       : S_ISFIFO(mode) ? "a FIFO"
+	       : S_ISSOCK(mode) ? "a socket"
+				: "a device or other special file");
+}
+
+/* ---------------------------------------------------------------------------
+ * Delivering lines.
+ */
+
+static void deliver(void *ctx, const char *line, size_t len)
+{
+	struct tfile *f = ctx;
+	struct ingest_tail *t = f->t;
+	t->st.lines++;
+	t->cbs.line(t->cbs.ctx, line, len, f->read_us);
+}
+
+/* Hand out a pending unterminated line (its file ends or restarts). */
+static void flush_pending(struct tfile *f)
+{
+	if (f->lines.len == 0) {
+		f->lines.skipping = false;
+		return;
+	}
+	f->read_us = kl_wall_us();
+	ingest_lines_flush(&f->lines, deliver, f);
+	if (f->t->cbs.batch)
+		f->t->cbs.batch(f->t->cbs.ctx);
+}
+
+/* This file reached its end: a file waiting behind it may go on. */
+static void release_waiter(struct tfile *f)
+{
+	struct tfile *w = f->waiter;
+	if (!w)
+		return;
+	f->waiter = NULL;
+	w->wait = NULL;
+	schedule_read(w);
+}
+
+static void read_error(struct tfile *f, const char *what, int e)
+{
+	struct ingest_tail *t = f->t;
+	t->st.read_errors++;
+	if (!f->err_logged)
+		kl_log(KL_LOG_ERROR, "tail %s: %s \"%s\" (inode %llu) at offset %llu: %s",
+		       t->pattern, what, f->path, (unsigned long long)f->ino,
+		       (unsigned long long)f->off, strerror(e));
+	f->err_logged = true;
+	/* Do not hold up the file behind it; reconcile retries on growth. */
+	f->at_eof = true;
+	release_waiter(f);
+}
+
+static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tfile *f = w->data;
+	struct ingest_tail *t = f->t;
+	(void)loop;
+
+	if (f->wait)
+		return; /* scheduled again by release_waiter */
+
+	ssize_t n = pread(f->fd, t->rbuf, t->chunk, (off_t)f->off);
+	if (n < 0) {
+		if (errno == EINTR || errno == EAGAIN)
+			schedule_read(f);
+		else
+			read_error(f, "reading", errno);
+		return;
+	}
+	if (n == 0) {
+		f->at_eof = true;
+		release_waiter(f);
+		return;
+	}
+	f->off += (uint64_t)n;
+	t->st.bytes += (uint64_t)n;
+	f->last_data = ev_now(t->loop);
+	f->read_us = kl_wall_us();
+	if (ingest_lines_feed(&f->lines, t->rbuf, (size_t)n, deliver, f) < 0 && !f->err_logged) {
+		f->err_logged = true;
+		kl_log(KL_LOG_ERROR, "tail %s: \"%s\": no memory for a partial line; it was dropped",
+		       t->pattern, f->path);
+	}
+	if (t->cbs.batch)
+		t->cbs.batch(t->cbs.ctx);
+	if ((size_t)n == t->chunk) {
+		/* Maybe more: one chunk per wake-up, then the others' turn. */
+		f->at_eof = false;
+		schedule_read(f);
+	} else {
+		f->at_eof = true;
+		release_waiter(f);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Opening and closing.
+ */
+
+static void close_file(struct tfile *f, bool flush)
+{
+	struct ingest_tail *t = f->t;
+
+	if (flush)
+		flush_pending(f);
+	release_waiter(f);
+	if (f->wait) {
+		f->wait->waiter = NULL;
+		f->wait = NULL;
+	}
+	ev_timer_stop(t->loop, &f->rd);
+	if (f->wd >= 0 && t->ifd >= 0)
+		inotify_rm_watch(t->ifd, f->wd);
+	close(f->fd);
+	t->too_long_closed += f->lines.too_long;
+	ingest_lines_free(&f->lines);
+	for (struct tfile **pp = &t->files; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	t->st.files_open--;
+	free(f->path);
+	free(f);
+}
+
+/*
+ * Returns 1 if the file's first bytes are no longer those we fingerprinted
+ * (it was truncated and rewritten), 0 if they are (then the fingerprint is
+ * extended to min(size, FP_MAX) bytes), or -errno.
+ */
+static int fp_check(struct tfile *f, uint64_t size)
+{
+	char b[FP_MAX];
+	size_t n = size < FP_MAX ? (size_t)size : FP_MAX;
+	if (n < f->fp_len)
+		return 1;
+	if (n == f->fp_len && n < FP_MAX)
+		return 0; /* nothing new to look at; size < off catches truncation */
+	ssize_t r = pread_all(f->fd, b, n, 0);
+	if (r < 0)
+		return -errno;
+	if ((size_t)r < f->fp_len)
+		return 1;
+	uint64_t h = fnv(FNV_INIT, b, f->fp_len);
+	if (h != f->fp)
+		return 1;
+	f->fp = fnv(h, b + f->fp_len, (size_t)r - f->fp_len);
+	f->fp_len = (size_t)r;
+	return 0;
+}
+
+static void add_file_watch(struct tfile *f)
+{
+	struct ingest_tail *t = f->t;
+	if (t->ifd < 0)
+		return;
+	/* Watch the inode we hold, not whatever the name names by now. */
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+	f->wd = inotify_add_watch(t->ifd, proc, FILE_MASK);
+	if (f->wd < 0 && errno == ENOENT) /* no /proc */
+		f->wd = inotify_add_watch(t->ifd, f->path, FILE_MASK);
+	if (f->wd < 0)
+		watch_failed(t, "file", f->path, errno);
+}
+
+/*
+ * Open path and follow it. Returns the file (possibly one already followed
+ * under another name, if path names its inode), or NULL if it cannot be
+ * opened or is not a regular file. *is_new tells which.
+ */
+static struct tfile *open_file(struct ingest_tail *t, const char *path, bool from_end,
+			       bool *is_new)
+{
+	struct stat st;
+	struct tfile *f = NULL;
+	*is_new = false;
+
+	/* O_NONBLOCK: opening a FIFO must not block the loop. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			kl_log(KL_LOG_ERROR, "tail %s: cannot open \"%s\": %s", t->pattern, path,
+			       strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0)
+		goto out;
+	if (!S_ISREG(st.st_mode)) {
+		note_ignored(t, path, st.st_mode);
+		goto out;
+	}
+	f = find_ino(t, st.st_dev, st.st_ino);
+	if (f)
+		goto out;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto out;
+	f->path = kl_strndup(path, strlen(path));
+	if (!f->path || ingest_lines_init(&f->lines, t->max_line) < 0) {
+		free(f->path);
+		free(f);
+		f = NULL;
+		goto out;
+	}
+	f->t = t;
+	f->fd = fd;
+	f->wd = -1;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->fp = FNV_INIT;
+	f->off = from_end ? (uint64_t)st.st_size : 0;
+	f->last_data = ev_now(t->loop);
+	ev_timer_init(&f->rd, read_cb, 0., 0.);
+	f->rd.data = f;
+	fp_check(f, (uint64_t)st.st_size);
+
+	struct tfile **pp = &t->files;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = f;
+	t->st.files_opened++;
+	t->st.files_open++;
+	add_file_watch(f);
+	*is_new = true;
+
+	/* A draining file that had this name is read to its end first. */
+	for (struct tfile *o = t->files; o; o = o->next)
+		if (o != f && o->draining && !o->waiter && strcmp(o->path, path) == 0) {
+			o->waiter = f;
+			f->wait = o;
+			schedule_read(o);
+			break;
+		}
+	kl_log(KL_LOG_INFO, "tail %s: following \"%s\" (inode %llu) from offset %llu", t->pattern,
+	       path, (unsigned long long)f->ino, (unsigned long long)f->off);
+	if (f->off < (uint64_t)st.st_size || f->wait)
+		schedule_read(f);
+	return f;
+
+out:
+	close(fd);
+	return f;
+}
+
+/* ---------------------------------------------------------------------------
+ * Directories and globbing.
+ */
+
+static void watch_dir(struct ingest_tail *t, const char *dir)
+{
+	int wd = inotify_add_watch(t->ifd, dir, DIR_MASK);
+	if (wd < 0) {
+		if (errno != ENOENT && errno != ENOTDIR)
+			watch_failed(t, "directory", dir, errno);
+		return;
+	}
+	if (is_dir_wd(t, wd))
+		return;
+	if (t->ndirs == t->dirs_cap) {
+		size_t cap = t->dirs_cap ? t->dirs_cap * 2 : 4;
+		int *p = realloc(t->dir_wds, cap * sizeof(*p));
+		if (!p) {
+			inotify_rm_watch(t->ifd, wd);
+			watch_failed(t, "directory", dir, ENOMEM);
+			return;
+		}
+		t->dir_wds = p;
+		t->dirs_cap = cap;
+	}
+	t->dir_wds[t->ndirs++] = wd;
+}
+
+/* Watch every existing directory of the pattern; note when there is none. */
+static void watch_dirs(struct ingest_tail *t)
+{
+	bool found = false;
+	if (!t->dir_magic) {
+		struct stat st;
+		found = stat(t->dir_pattern, &st) == 0 && S_ISDIR(st.st_mode);
+		if (found && t->ifd >= 0)
+			watch_dir(t, t->dir_pattern);
+	} else {
+		glob_t g;
+		if (glob(t->dir_pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) == 0) {
+			for (size_t i = 0; i < g.gl_pathc; i++) {
+				struct stat st;
+				if (stat(g.gl_pathv[i], &st) < 0 || !S_ISDIR(st.st_mode))
+					continue;
+				found = true;
+				if (t->ifd >= 0)
+					watch_dir(t, g.gl_pathv[i]);
+			}
+		}
+		globfree(&g);
+	}
+	t->dirs_missing = !found;
+}
+
+/* Find new matches of the pattern (and new names of draining files). */
+static void scan(struct ingest_tail *t)
+{
+	glob_t g;
+	watch_dirs(t);
+	int rc = glob(t->pattern, 0, NULL, &g);
+	if (rc != 0) {
+		if (rc != GLOB_NOMATCH)
+			kl_log(KL_LOG_DEBUG, "tail %s: glob failed (%d)", t->pattern, rc);
+		globfree(&g);
+		return;
+	}
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		const char *path = g.gl_pathv[i];
+		struct stat st;
+		if (find_path(t, path))
+			continue;
+		if (stat(path, &st) < 0)
+			continue;
+		if (!S_ISREG(st.st_mode)) {
+			note_ignored(t, path, st.st_mode);
+			continue;
+		}
+		struct tfile *f = find_ino(t, st.st_dev, st.st_ino);
+		if (f) {
+			/* A file we follow, under a new name that still matches
+			 * (a rotation into the pattern): keep following it. */
+			if (f->draining) {
+				char *copy = kl_strndup(path, strlen(path));
+				if (copy) {
+					kl_log(KL_LOG_INFO, "tail %s: \"%s\" is now \"%s\"",
+					       t->pattern, f->path, path);
+					free(f->path);
+					f->path = copy;
+					f->draining = false;
+				}
+			}
+			continue;
+		}
+		bool is_new;
+		open_file(t, path, t->initial && !t->from_beginning, &is_new);
+	}
+	globfree(&g);
+}
+
+/* ---------------------------------------------------------------------------
+ * The one place that decides what happened.
+ */
+
+static void truncated(struct tfile *f, uint64_t size)
+{
+	struct ingest_tail *t = f->t;
+	t->st.truncations++;
+	kl_log(KL_LOG_INFO,
+	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); reading it "
+	       "again from the start",
+	       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)size,
+	       (unsigned long long)f->off);
+	flush_pending(f);
+	f->off = 0;
+	f->fp = FNV_INIT;
+	f->fp_len = 0;
+	fp_check(f, size);
+	f->at_eof = false;
+	schedule_read(f);
+}
+
+static void start_drain(struct tfile *f, const char *why)
+{
+	struct ingest_tail *t = f->t;
+	t->st.rotations++;
+	f->draining = true;
+	f->last_data = ev_now(t->loop);
+	kl_log(KL_LOG_INFO, "tail %s: \"%s\" (inode %llu) %s; reading it to its end", t->pattern,
+	       f->path, (unsigned long long)f->ino, why);
+	schedule_read(f); /* to its end, which releases the file behind it */
+}
+
+/* Returns false if f was closed. */
+static bool reconcile_file(struct tfile *f)
+{
+	struct ingest_tail *t = f->t;
+	struct stat fs, ps;
+
+	if (fstat(f->fd, &fs) < 0) {
+		read_error(f, "fstat of", errno);
+		return true;
+	}
+	uint64_t size = (uint64_t)fs.st_size;
+	if (size < f->off) {
+		truncated(f, size);
+	} else if (size > f->off) {
+		int c = fp_check(f, size);
+		if (c == 1)
+			truncated(f, size);
+		else
+			schedule_read(f);
+	}
+
+	if (!f->draining) {
+		if (stat(f->path, &ps) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				start_drain(f, "was deleted or renamed away");
+		} else if (ps.st_ino != f->ino || ps.st_dev != f->dev) {
+			start_drain(f, "was rotated");
+			bool is_new;
+			if (S_ISREG(ps.st_mode))
+				open_file(t, f->path, false, &is_new);
+			else
+				note_ignored(t, f->path, ps.st_mode);
+		}
+		return true;
+	}
+
+	/* Draining: close once at its end and quiet for rotate_wait. */
+	if (f->at_eof && !ev_is_active(&f->rd) && !f->waiter &&
+	    ev_now(t->loop) - f->last_data >= t->rotate_wait) {
+		kl_log(KL_LOG_INFO, "tail %s: done with \"%s\" (inode %llu) at offset %llu",
+		       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)f->off);
+		close_file(f, true);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Reconcile every file (all) or those an inotify event flagged, then look
+ * for new matches (rescan).
+ */
+static void reconcile(struct ingest_tail *t, bool all, bool rescan)
+{
+	struct tfile *f = t->files, *next;
+	for (; f; f = next) {
+		next = f->next; /* files opened meanwhile go to the tail: visited, harmless */
+		if (!all && !f->check)
+			continue;
+		f->check = false;
+		reconcile_file(f);
+	}
+	if (rescan)
+		scan(t);
+}
+
+/* ---------------------------------------------------------------------------
+ * Watchers.
+ */
+
+static void inotify_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ingest_tail *t = w->data;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool any = false, all = false, rescan = false;
+	(void)loop;
+
+	for (;;) {
+		ssize_t n = read(t->ifd, buf, sizeof buf);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				kl_log(KL_LOG_ERROR, "tail %s: reading inotify events: %s",
+				       t->pattern, strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				kl_log(KL_LOG_WARN, "tail %s: inotify queue overflow; checking all",
+				       t->pattern);
+				all = rescan = true;
+				continue;
+			}
+			if (is_dir_wd(t, ev->wd)) {
+				if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+					if (ev->mask & IN_MOVE_SELF)
+						inotify_rm_watch(t->ifd, ev->wd);
+					if (ev->mask & (IN_IGNORED | IN_MOVE_SELF))
+						forget_dir_wd(t, ev->wd);
+					all = rescan = true;
+				} else if (ev->len &&
+					   fnmatch(t->base_pattern, ev->name, FNM_PERIOD) == 0) {
+					all = rescan = true;
+				}
+				continue;
+			}
+			if (ev->mask & IN_IGNORED)
+				continue;
+			for (struct tfile *f = t->files; f; f = f->next)
+				if (f->wd == ev->wd) {
+					f->check = true;
+					any = true;
+				}
+		}
+	}
+	if (any || all || rescan)
+		reconcile(t, all, rescan);
+}
+
+static void stat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ingest_tail *t = w->data;
+	(void)loop;
+	reconcile(t, true, t->dirs_missing || t->ifd < 0 || t->watch_failed);
+}
+
+static void glob_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ingest_tail *t = w->data;
+	(void)loop;
+	reconcile(t, true, true);
+}
+
+/* ---------------------------------------------------------------------------
+ * Public interface.
+ */
+
+static double interval_or(double v, double dflt)
+{
+	return v > 0 && v < 1e9 ? v : dflt; /* also rejects NaN */
+}
+
+struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_tail_opts *opts,
+				    const struct ingest_tail_cbs *cbs, int *err)
+{
+	struct ingest_tail *t = NULL;
+	int rc = -EINVAL;
+
+	if (!loop || !opts || !cbs || !cbs->line || !opts->pattern)
+		goto fail;
+	size_t plen = strlen(opts->pattern);
+	if (plen == 0 || opts->pattern[plen - 1] == '/')
+		goto fail;
+	rc = -ENAMETOOLONG;
+	if (plen >= PATH_MAX)
+		goto fail;
+
+	rc = -ENOMEM;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		goto fail;
+	t->loop = loop;
+	t->ifd = -1;
+	t->cbs = *cbs;
+	t->from_beginning = opts->from_beginning;
+	t->max_line = opts->max_line ? opts->max_line : INGEST_DEFAULT_MAX_LINE;
+	t->chunk = opts->chunk ? opts->chunk : INGEST_DEFAULT_CHUNK;
+	t->stat_interval = interval_or(opts->stat_interval, 1.0);
+	t->glob_interval = interval_or(opts->glob_interval, 2.0);
+	t->rotate_wait = ROTATE_WAIT_INTERVALS * t->stat_interval;
+
+	t->pattern = kl_strndup(opts->pattern, plen);
+	if (!t->pattern)
+		goto fail;
+	const char *slash = strrchr(t->pattern, '/');
+	if (!slash) {
+		t->dir_pattern = kl_strndup(".", 1);
+		t->base_pattern = kl_strndup(t->pattern, plen);
+	} else {
+		size_t dlen = (size_t)(slash - t->pattern);
+		t->dir_pattern = dlen ? kl_strndup(t->pattern, dlen) : kl_strndup("/", 1);
+		t->base_pattern = kl_strndup(slash + 1, strlen(slash + 1));
+		t->dir_magic = has_magic(t->pattern, dlen);
+	}
+	t->rbuf = malloc(t->chunk);
+	if (!t->dir_pattern || !t->base_pattern || !t->rbuf)
+		goto fail;
+
+	t->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (t->ifd < 0) {
+		t->warned_watch = true;
+		kl_log(KL_LOG_WARN, "tail %s: inotify unavailable (%s); checking every %gs instead",
+		       t->pattern, strerror(errno), t->stat_interval);
+	} else {
+		ev_io_init(&t->iw, inotify_cb, t->ifd, EV_READ);
+		t->iw.data = t;
+		ev_io_start(loop, &t->iw);
+	}
+	ev_timer_init(&t->stat_w, stat_cb, t->stat_interval, t->stat_interval);
+	t->stat_w.data = t;
+	ev_timer_start(loop, &t->stat_w);
+	ev_timer_init(&t->glob_w, glob_cb, t->glob_interval, t->glob_interval);
+	t->glob_w.data = t;
+	ev_timer_start(loop, &t->glob_w);
+
+	t->initial = true;
+	reconcile(t, true, true);
+	t->initial = false;
+	if (t->dirs_missing)
+		kl_log(KL_LOG_INFO, "tail %s: no directory \"%s\" yet; checking every %gs",
+		       t->pattern, t->dir_pattern, t->stat_interval);
+	return t;
+
+fail:
+	ingest_tail_free(t);
+	if (err)
+		*err = rc;
+	return NULL;
+}
+
+void ingest_tail_free(struct ingest_tail *t)
+{
+	if (!t)
+		return;
+	while (t->files)
+		close_file(t->files, false);
+	if (t->ifd >= 0) {
+		ev_io_stop(t->loop, &t->iw);
+		close(t->ifd);
+	}
+	if (t->loop) {
+		ev_timer_stop(t->loop, &t->stat_w);
+		ev_timer_stop(t->loop, &t->glob_w);
+	}
+	for (size_t i = 0; i < t->nignored; i++)
+		free(t->ignored[i]);
+	free(t->dir_wds);
+	free(t->rbuf);
+	free(t->pattern);
+	free(t->dir_pattern);
+	free(t->base_pattern);
+	free(t);
+}
+
+void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats *out)
+{
+	*out = t->st;
+	out->too_long = t->too_long_closed;
+	for (const struct tfile *f = t->files; f; f = f->next)
+		out->too_long += f->lines.too_long;
+}

@@ -1,1 +1,1034 @@
-/* placeholder: being written */
+/*
+ * rules.c — rule files, groups, evaluation and the alert state machine.
+ *
+ * Invariants:
+ *  - A rule reads time only from the `now` it is given; run and replay differ
+ *    only in where `now` comes from.
+ *  - Per rule, groups (one per `by` value combination) are capped at
+ *    max_groups; an event of a new group past the cap is counted and dropped.
+ *    A group whose window is empty and whose alert is inactive is forgotten at
+ *    evaluation, so the cap bounds live groups, not groups ever seen.
+ *  - "No verdict" (fewer than min_events in the window) changes nothing: a
+ *    pending alert stays pending, a firing one keeps firing.
+ *  - A value that is undefined (NaN: a ratio over no events, a quantile of
+ *    nothing) makes its comparison false.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kl_yaml.h"
+#include "rules/rules_int.h"
+
+#define DEFAULT_WINDOW_US (5 * 60 * 1000000LL)
+#define DEFAULT_MAX_GROUPS 100
+#define MAX_MAX_GROUPS 100000
+#define MAX_BY 8
+#define BUCKETS_PER_WINDOW 60
+
+enum astate { S_INACTIVE, S_PENDING, S_FIRING };
+
+struct group {
+	uint64_t hash;
+	struct kl_str *vals; /* nby owned copies of the by-values ("" when absent) */
+	struct window w;
+	enum astate state;
+	int64_t since_us;	/* pending since, or firing since */
+	int64_t false_since_us; /* firing, condition false since (or -1) */
+};
+
+struct rule {
+	char *alert;
+	char *file;
+	int line;
+	unsigned source;
+	struct expr expr;
+	const struct node *value_node;
+	struct window_shape shape;
+	int64_t window_us;
+	int64_t for_us;
+	int64_t keep_us;
+	uint64_t min_events;
+	unsigned by[MAX_BY];
+	char *by_names[MAX_BY];
+	size_t nby;
+	struct rules_label *labels; /* owned strings */
+	size_t nlabels;
+	struct rules_label *annotations; /* templates, owned */
+	size_t nannotations;
+	struct group *groups;
+	size_t ngroups;
+	size_t max_groups;
+	int32_t *index;	   /* open addressing: group index + 1, 0 = empty */
+	size_t index_mask;
+	bool dirty;
+};
+
+struct rules_set {
+	struct rule *rules;
+	size_t n;
+	const struct rules_source *sources;
+	size_t nsources;
+	unsigned **by_source; /* per source: rule indexes */
+	size_t *nby_source;
+	pcre2_match_data *md;
+	struct sketch sk_scratch;
+	struct hll hll_scratch;
+	int64_t eval_interval_us;
+	int64_t last_tick_us;
+	int64_t last_now_us;
+	struct rules_stats stats;
+	struct kl_buf render; /* annotation rendering scratch */
+	struct rules_label *out_labels;
+	struct rules_label *out_ann;
+};
+
+/* ---- groups ----------------------------------------------------------------- */
+
+static uint64_t hash_bytes(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t group_hash(const struct rule *r, const struct parser_event *ev)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < r->nby; i++) {
+		struct kl_str v = ev->raw[r->by[i]];
+		h = hash_bytes(h, v.p ? v.p : "", v.p ? v.len : 0);
+		h = hash_bytes(h, "\x1f", 1);
+	}
+	return h;
+}
+
+static bool group_matches(const struct rule *r, const struct group *g, const struct parser_event *ev)
+{
+	for (size_t i = 0; i < r->nby; i++) {
+		struct kl_str v = ev->raw[r->by[i]];
+		size_t len = v.p ? v.len : 0;
+		if (g->vals[i].len != len || (len && memcmp(g->vals[i].p, v.p, len)))
+			return false;
+	}
+	return true;
+}
+
+static void index_rebuild(struct rule *r)
+{
+	memset(r->index, 0, (r->index_mask + 1) * sizeof *r->index);
+	for (size_t i = 0; i < r->ngroups; i++) {
+		size_t slot = r->groups[i].hash & r->index_mask;
+		while (r->index[slot])
+			slot = (slot + 1) & r->index_mask;
+		r->index[slot] = (int32_t)i + 1;
+	}
+}
+
+static void group_release(struct rule *r, struct group *g)
+{
+	window_free(&g->w, &r->shape);
+	for (size_t i = 0; i < r->nby; i++)
+		free((void *)g->vals[i].p);
+	free(g->vals);
+}
+
+static struct group *group_create(struct rule *r, const struct parser_event *ev, uint64_t h)
+{
+	struct group *g = &r->groups[r->ngroups];
+	memset(g, 0, sizeof *g);
+	g->hash = h;
+	g->false_since_us = -1;
+	if (r->nby) {
+		g->vals = calloc(r->nby, sizeof *g->vals);
+		if (!g->vals)
+			return NULL;
+		for (size_t i = 0; i < r->nby; i++) {
+			struct kl_str v = ev ? ev->raw[r->by[i]] : (struct kl_str){ NULL, 0 };
+			char *c = kl_strndup(v.p ? v.p : "", v.p ? v.len : 0);
+			if (!c)
+				goto fail;
+			g->vals[i] = (struct kl_str){ c, v.p ? v.len : 0 };
+		}
+	}
+	if (window_init(&g->w, &r->shape) < 0)
+		goto fail;
+	r->ngroups++;
+	return g;
+fail:
+	for (size_t i = 0; g->vals && i < r->nby; i++)
+		free((void *)g->vals[i].p);
+	free(g->vals);
+	return NULL;
+}
+
+/* The group an event belongs to, created if new; NULL past the cap. */
+static struct group *group_of(struct rules_set *rs, struct rule *r, const struct parser_event *ev)
+{
+	if (!r->nby)
+		return &r->groups[0];
+	uint64_t h = group_hash(r, ev);
+	size_t slot = h & r->index_mask;
+	for (int32_t gi; (gi = r->index[slot]); slot = (slot + 1) & r->index_mask) {
+		struct group *g = &r->groups[gi - 1];
+		if (g->hash == h && group_matches(r, g, ev))
+			return g;
+	}
+	if (r->ngroups >= r->max_groups) {
+		rs->stats.groups_dropped++;
+		return NULL;
+	}
+	struct group *g = group_create(r, ev, h);
+	if (!g) {
+		rs->stats.groups_dropped++;
+		return NULL;
+	}
+	r->index[slot] = (int32_t)r->ngroups;
+	return g;
+}
+
+/* ---- feeding ---------------------------------------------------------------- */
+
+void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *ev)
+{
+	if (source_idx >= rs->nsources)
+		return;
+	rs->stats.events++;
+	for (size_t k = 0; k < rs->nby_source[source_idx]; k++) {
+		struct rule *r = &rs->rules[rs->by_source[source_idx][k]];
+		struct group *g = group_of(rs, r, ev);
+		if (!g)
+			continue;
+		if (window_add(&g->w, &r->shape, ev, rs->md) < 0)
+			rs->stats.late_events++;
+		r->dirty = true;
+	}
+}
+
+/* ---- evaluation ------------------------------------------------------------- */
+
+struct evalctx {
+	struct rules_set *rs;
+	const struct rule *r;
+	const struct group *g;
+	int64_t now;
+};
+
+static double eval_num(const struct evalctx *c, const struct node *n)
+{
+	double a, b;
+	switch (n->kind) {
+	case N_NUM:
+		return n->num;
+	case N_AGG:
+		return window_agg(&c->g->w, &c->r->shape, n->agg, c->now, &c->rs->sk_scratch,
+				  &c->rs->hll_scratch);
+	case N_NEG:
+		return -eval_num(c, n->a);
+	case N_ADD:
+		return eval_num(c, n->a) + eval_num(c, n->b);
+	case N_SUB:
+		return eval_num(c, n->a) - eval_num(c, n->b);
+	case N_MUL:
+		return eval_num(c, n->a) * eval_num(c, n->b);
+	case N_DIV:
+		a = eval_num(c, n->a);
+		b = eval_num(c, n->b);
+		return b == 0 ? NAN : a / b;
+	default:
+		return NAN;
+	}
+}
+
+static bool eval_bool(const struct evalctx *c, const struct node *n)
+{
+	double a, b;
+	switch (n->kind) {
+	case N_AND:
+		return eval_bool(c, n->a) && eval_bool(c, n->b);
+	case N_OR:
+		return eval_bool(c, n->a) || eval_bool(c, n->b);
+	case N_NOT:
+		return !eval_bool(c, n->a);
+	case N_CMP:
+		a = eval_num(c, n->a);
+		b = eval_num(c, n->b);
+		if (isnan(a) || isnan(b))
+			return false;
+		switch (n->op) {
+		case OP_EQ: return a == b;
+		case OP_NE: return a != b;
+		case OP_LT: return a < b;
+		case OP_LE: return a <= b;
+		case OP_GT: return a > b;
+		default: return a >= b;
+		}
+	default:
+		return false;
+	}
+}
+
+/* The value an alert reports: the left-hand side of the first comparison. */
+static const struct node *value_node_of(const struct node *n)
+{
+	while (n && n->kind != N_CMP)
+		n = n->a;
+	return n ? n->a : NULL;
+}
+
+static void fmt_value(struct kl_buf *b, double v)
+{
+	if (isnan(v))
+		kl_buf_append_str(b, "n/a");
+	else
+		kl_buf_appendf(b, "%.4g", v);
+}
+
+/*
+ * Render one annotation template. Placeholders: {{ value }}, {{ value | pct }},
+ * {{ value | duration }}, {{ window }}, {{ source }}, {{ alert }},
+ * {{ labels.NAME }}. With t == NULL it only validates, returning the offset of
+ * the first bad placeholder or -1.
+ */
+struct tmplctx {
+	const struct rules_set *rs;
+	const struct rule *r;
+	const struct rules_label *labels;
+	size_t nlabels;
+	double value;
+};
+
+static bool span_is(const char *p, size_t n, const char *word)
+{
+	return strlen(word) == n && !memcmp(p, word, n);
+}
+
+static void trim(const char **p, size_t *n)
+{
+	while (*n && (**p == ' ' || **p == '\t')) {
+		(*p)++;
+		(*n)--;
+	}
+	while (*n && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
+		(*n)--;
+}
+
+static bool render_one(struct kl_buf *out, const char *p, size_t n, const struct tmplctx *t)
+{
+	const char *filter = memchr(p, '|', n);
+	size_t nlen = filter ? (size_t)(filter - p) : n;
+	const char *f = filter ? filter + 1 : NULL;
+	size_t flen = filter ? n - nlen - 1 : 0;
+	trim(&p, &nlen);
+	if (f)
+		trim(&f, &flen);
+	if (span_is(p, nlen, "value")) {
+		if (!f) {
+			if (out)
+				fmt_value(out, t->value);
+			return true;
+		}
+		if (span_is(f, flen, "pct")) {
+			if (out) {
+				if (isnan(t->value))
+					kl_buf_append_str(out, "n/a");
+				else
+					kl_buf_appendf(out, "%.2f%%", t->value * 100);
+			}
+			return true;
+		}
+		if (span_is(f, flen, "duration")) {
+			if (out) {
+				if (isnan(t->value))
+					kl_buf_append_str(out, "n/a");
+				else if (t->value < 1)
+					kl_buf_appendf(out, "%.0fms", t->value * 1000);
+				else
+					kl_buf_appendf(out, "%.2fs", t->value);
+			}
+			return true;
+		}
+		return false;
+	}
+	if (f)
+		return false;
+	if (span_is(p, nlen, "window")) {
+		if (out) {
+			char d[32];
+			kl_format_duration(t->r->window_us, d);
+			kl_buf_append_str(out, d);
+		}
+		return true;
+	}
+	if (span_is(p, nlen, "source")) {
+		if (out)
+			kl_buf_append_str(out, t->rs->sources[t->r->source].name);
+		return true;
+	}
+	if (span_is(p, nlen, "alert")) {
+		if (out)
+			kl_buf_append_str(out, t->r->alert);
+		return true;
+	}
+	if (nlen > 7 && !memcmp(p, "labels.", 7)) {
+		const char *key = p + 7;
+		size_t klen = nlen - 7;
+		bool known = false;
+		for (size_t i = 0; i < t->r->nlabels; i++)
+			known |= span_is(key, klen, t->r->labels[i].key);
+		for (size_t i = 0; i < t->r->nby; i++)
+			known |= span_is(key, klen, t->r->by_names[i]);
+		known |= span_is(key, klen, "source");
+		if (!known)
+			return false;
+		for (size_t i = 0; out && i < t->nlabels; i++)
+			if (span_is(key, klen, t->labels[i].key))
+				kl_buf_append_str(out, t->labels[i].value);
+		return true;
+	}
+	return false;
+}
+
+static long render(struct kl_buf *out, const char *tmpl, const struct tmplctx *t)
+{
+	const char *s = tmpl;
+	for (;;) {
+		const char *open = strstr(s, "{{");
+		if (!open) {
+			if (out)
+				kl_buf_append_str(out, s);
+			return -1;
+		}
+		if (out)
+			kl_buf_append(out, s, (size_t)(open - s));
+		const char *close = strstr(open + 2, "}}");
+		if (!close)
+			return open - tmpl;
+		if (!render_one(out, open + 2, (size_t)(close - open - 2), t))
+			return open - tmpl;
+		s = close + 2;
+	}
+}
+
+static void emit(struct rules_set *rs, const struct rule *r, const struct group *g,
+		 enum rules_status st, int64_t now, double value, rules_transition_fn fn, void *ctx)
+{
+	size_t nl = 0;
+	rs->out_labels[nl++] = (struct rules_label){ "source", rs->sources[r->source].name };
+	for (size_t i = 0; i < r->nlabels; i++)
+		rs->out_labels[nl++] = r->labels[i];
+	for (size_t i = 0; i < r->nby; i++)
+		rs->out_labels[nl++] = (struct rules_label){ r->by_names[i], g->vals[i].p };
+
+	struct tmplctx t = { rs, r, rs->out_labels, nl, value };
+	/* Render every annotation into one buffer, then point into it (the
+	 * buffer may move while it grows, so offsets first). */
+	size_t offs[64];
+	size_t na = r->nannotations < 64 ? r->nannotations : 64;
+	kl_buf_reset(&rs->render);
+	for (size_t i = 0; i < na; i++) {
+		offs[i] = rs->render.len;
+		render(&rs->render, r->annotations[i].value, &t);
+		kl_buf_append(&rs->render, "", 1);
+	}
+	for (size_t i = 0; i < na; i++)
+		rs->out_ann[i] = (struct rules_label){ r->annotations[i].key,
+						       rs->render.p ? rs->render.p + offs[i] : "" };
+
+	struct rules_transition tr = {
+		.at_us = now,
+		.status = st,
+		.alert = r->alert,
+		.labels = rs->out_labels,
+		.nlabels = nl,
+		.annotations = rs->out_ann,
+		.nannotations = na,
+		.value = value,
+		.started_us = g->since_us,
+		.window_us = r->window_us,
+	};
+	rs->stats.transitions++;
+	if (fn)
+		fn(ctx, &tr);
+}
+
+/* Advance one group's alert state; true if the group can be forgotten. */
+static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, int64_t now,
+		       rules_transition_fn fn, void *ctx)
+{
+	struct evalctx c = { rs, r, g, now };
+	double events = window_events(&g->w, &r->shape, now);
+	if (r->min_events && events < (double)r->min_events)
+		return g->state == S_INACTIVE && events == 0;
+
+	bool cond = eval_bool(&c, r->expr.root);
+	double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
+	switch (g->state) {
+	case S_INACTIVE:
+		if (!cond)
+			return events == 0;
+		g->since_us = now;
+		g->state = S_PENDING;
+		/* `for: 0` fires at once */
+		__attribute__((fallthrough));
+	case S_PENDING:
+		if (!cond) {
+			g->state = S_INACTIVE;
+			return events == 0;
+		}
+		if (now - g->since_us >= r->for_us) {
+			g->state = S_FIRING;
+			g->since_us = now;
+			g->false_since_us = -1;
+			rs->stats.firing++;
+			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx);
+		}
+		return false;
+	case S_FIRING:
+		if (cond) {
+			g->false_since_us = -1;
+			return false;
+		}
+		if (g->false_since_us < 0)
+			g->false_since_us = now;
+		if (now - g->false_since_us >= r->keep_us) {
+			g->state = S_INACTIVE;
+			rs->stats.firing--;
+			emit(rs, r, g, RULES_RESOLVED, now, value, fn, ctx);
+		}
+		return false;
+	}
+	return false;
+}
+
+static void eval_rule(struct rules_set *rs, struct rule *r, int64_t now, rules_transition_fn fn,
+		      void *ctx)
+{
+	bool evicted = false;
+	rs->stats.evaluations++;
+	r->dirty = false;
+	for (size_t i = 0; i < r->ngroups;) {
+		struct group *g = &r->groups[i];
+		bool idle = step_group(rs, r, g, now, fn, ctx);
+		if (idle && r->nby) {
+			group_release(r, g);
+			r->groups[i] = r->groups[--r->ngroups];
+			evicted = true;
+			continue;
+		}
+		i++;
+	}
+	if (evicted)
+		index_rebuild(r);
+}
+
+void rules_eval_all(struct rules_set *rs, int64_t now, rules_transition_fn fn, void *ctx)
+{
+	if (now < rs->last_now_us)
+		now = rs->last_now_us;
+	rs->last_now_us = now;
+	rs->last_tick_us = now - now % rs->eval_interval_us;
+	for (size_t i = 0; i < rs->n; i++)
+		eval_rule(rs, &rs->rules[i], now, fn, ctx);
+}
+
+void rules_eval(struct rules_set *rs, int64_t now, rules_transition_fn fn, void *ctx)
+{
+	if (now < rs->last_now_us)
+		now = rs->last_now_us;
+	if (now - rs->last_tick_us >= rs->eval_interval_us) {
+		rules_eval_all(rs, now, fn, ctx);
+		return;
+	}
+	rs->last_now_us = now;
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->rules[i].dirty)
+			eval_rule(rs, &rs->rules[i], now, fn, ctx);
+}
+
+void rules_set_eval_interval(struct rules_set *rs, int64_t us)
+{
+	rs->eval_interval_us = us > 0 ? us : 1000000;
+}
+
+int64_t rules_eval_interval(const struct rules_set *rs)
+{
+	return rs->eval_interval_us;
+}
+
+void rules_get_stats(const struct rules_set *rs, struct rules_stats *out)
+{
+	*out = rs->stats;
+}
+
+size_t rules_count(const struct rules_set *rs)
+{
+	return rs->n;
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+struct loader {
+	struct rules_set *rs;
+	const char *file;
+	struct kl_diag *d;
+};
+
+static void err_at(struct loader *l, const struct kl_ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void err_at(struct loader *l, const struct kl_ynode *n, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	kl_diag_error(l->d, l->file, n ? n->line : 0, n ? n->col : 0, "%s", msg);
+}
+
+static const char *scalar(struct loader *l, const struct kl_ynode *n, const char *key)
+{
+	if (n->type != KL_Y_SCALAR) {
+		err_at(l, n, "'%s' must be a single value, found %s", key, kl_ynode_kind(n));
+		return NULL;
+	}
+	return n->str;
+}
+
+static bool duration(struct loader *l, const struct kl_ynode *n, const char *key, int64_t *out)
+{
+	const char *s = scalar(l, n, key);
+	if (!s)
+		return false;
+	if (kl_parse_duration_us(s, n->len, out) < 0) {
+		err_at(l, n, "'%s': '%s' is not a duration; expected e.g. 30s, 5m, 1h, 500ms", key, s);
+		return false;
+	}
+	return true;
+}
+
+static bool is_alpha_(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool valid_name(const char *s)
+{
+	if (!*s || !(is_alpha_(*s)))
+		return false;
+	for (; *s; s++)
+		if (!(is_alpha_(*s) || (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+static const char *const rule_keys[] = {
+	"alert", "source", "expr", "window", "min_events", "for", "keep_firing_for",
+	"by", "labels", "annotations", "max_groups", "shared",
+};
+
+static bool check_keys(struct loader *l, const struct kl_ynode *m)
+{
+	bool ok = true;
+	for (size_t i = 0; i < m->n; i++) {
+		bool known = false;
+		for (size_t k = 0; k < KL_ARRAY_LEN(rule_keys); k++)
+			known |= !strcmp(m->keys[i]->str, rule_keys[k]);
+		if (!known) {
+			err_at(l, m->keys[i],
+			       "unknown key '%s' in a rule; expected alert, source, expr, window, min_events, for, keep_firing_for, by, labels, annotations or max_groups",
+			       m->keys[i]->str);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static int source_index(const struct rules_set *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->nsources; i++)
+		if (!strcmp(rs->sources[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+static bool load_string_map(struct loader *l, const struct kl_ynode *m, const char *key,
+			    struct rules_label **out, size_t *nout)
+{
+	if (m->type != KL_Y_MAP) {
+		err_at(l, m, "'%s' must be a mapping of names to values, found %s", key, kl_ynode_kind(m));
+		return false;
+	}
+	*out = calloc(m->n ? m->n : 1, sizeof **out);
+	if (!*out)
+		return false;
+	for (size_t i = 0; i < m->n; i++) {
+		const char *v = scalar(l, m->items[i], m->keys[i]->str);
+		if (!v)
+			return false;
+		(*out)[i].key = kl_strndup(m->keys[i]->str, m->keys[i]->len);
+		(*out)[i].value = kl_strndup(v, m->items[i]->len);
+		(*nout)++;
+		if (!(*out)[i].key || !(*out)[i].value)
+			return false;
+	}
+	return true;
+}
+
+static bool load_by(struct loader *l, struct rule *r, const struct kl_ynode *n, const struct parser *p)
+{
+	const struct kl_ynode *const *items = (const struct kl_ynode *const *)&n;
+	size_t count = 1;
+	if (n->type == KL_Y_SEQ) {
+		items = (const struct kl_ynode *const *)n->items;
+		count = n->n;
+	}
+	if (count > MAX_BY) {
+		err_at(l, n, "'by' names %zu fields; at most %d are allowed", count, MAX_BY);
+		return false;
+	}
+	for (size_t i = 0; i < count; i++) {
+		const char *f = scalar(l, items[i], "by");
+		if (!f)
+			return false;
+		int idx = parser_field_index(p, f, items[i]->len);
+		if (idx < 0) {
+			err_at(l, items[i], "'by': unknown field '%s' for parser '%s'", f, parser_name(p));
+			return false;
+		}
+		r->by[r->nby] = (unsigned)idx;
+		r->by_names[r->nby] = kl_strndup(f, items[i]->len);
+		if (!r->by_names[r->nby])
+			return false;
+		r->nby++;
+	}
+	return true;
+}
+
+static bool load_expr(struct loader *l, struct rule *r, const struct kl_ynode *n, const struct parser *p)
+{
+	const char *src = scalar(l, n, "expr");
+	if (!src)
+		return false;
+	char msg[512];
+	size_t off = 0;
+	if (expr_compile(src, p, &r->expr, msg, sizeof msg, &off) < 0) {
+		/* Point into the expression: quoted scalars start one column later. */
+		int col = n->col + (n->plain ? 0 : 1) + (int)off;
+		if (memchr(src, '\n', off))
+			col = n->col;
+		kl_diag_error(l->d, l->file, n->line, col, "expr: %s", msg);
+		return false;
+	}
+	r->value_node = value_node_of(r->expr.root);
+	return true;
+}
+
+static bool check_templates(struct loader *l, struct rule *r, const struct kl_ynode *m)
+{
+	bool ok = true;
+	struct tmplctx t = { l->rs, r, NULL, 0, 0 };
+	for (size_t i = 0; i < r->nannotations; i++) {
+		long bad = render(NULL, r->annotations[i].value, &t);
+		if (bad >= 0) {
+			const struct kl_ynode *v = m->items[i];
+			const char *tm = r->annotations[i].value + bad;
+			const char *end = strstr(tm, "}}");
+			int shown = end ? (int)(end + 2 - tm) : (int)strlen(tm);
+			kl_diag_error(l->d, l->file, v->line, v->col + (v->plain ? 0 : 1) + (int)bad,
+				      "annotation '%s': unknown placeholder '%.*s'; expected {{ value }}, {{ value | pct }}, {{ value | duration }}, {{ window }}, {{ source }}, {{ alert }} or {{ labels.NAME }}",
+				      r->annotations[i].key, shown, tm);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+static void rule_free(struct rule *r)
+{
+	for (size_t i = 0; i < r->ngroups; i++)
+		group_release(r, &r->groups[i]);
+	free(r->groups);
+	free(r->index);
+	expr_free(&r->expr);
+	for (size_t i = 0; i < r->nby; i++)
+		free(r->by_names[i]);
+	for (size_t i = 0; i < r->nlabels; i++) {
+		free((void *)r->labels[i].key);
+		free((void *)r->labels[i].value);
+	}
+	free(r->labels);
+	for (size_t i = 0; i < r->nannotations; i++) {
+		free((void *)r->annotations[i].key);
+		free((void *)r->annotations[i].value);
+	}
+	free(r->annotations);
+	free(r->alert);
+	free(r->file);
+}
+
+static bool setup_groups(struct rule *r)
+{
+	size_t idx = 16;
+	while (idx < r->max_groups * 2)
+		idx <<= 1;
+	r->index = calloc(idx, sizeof *r->index);
+	r->groups = calloc(r->nby ? r->max_groups : 1, sizeof *r->groups);
+	if (!r->index || !r->groups)
+		return false;
+	r->index_mask = idx - 1;
+	/* Without `by` the one group always exists: a silent source is still
+	 * evaluated (flatline). */
+	return r->nby || group_create(r, NULL, 0);
+}
+
+static void shape_of(struct rule *r)
+{
+	int64_t w = r->window_us;
+	int64_t width = (w + BUCKETS_PER_WINDOW - 1) / BUCKETS_PER_WINDOW;
+	if (width < 1000)
+		width = 1000; /* 1 ms: finer than any log timestamp */
+	r->shape.width_us = width;
+	r->shape.nwin = (unsigned)((w + width - 1) / width);
+	r->shape.nb = r->shape.nwin + 2;
+	r->shape.expr = &r->expr;
+}
+
+/* Load one rule mapping; false after reporting (the rule is then freed). */
+static bool load_rule(struct loader *l, struct rule *r, const struct kl_ynode *m)
+{
+	if (m->type != KL_Y_MAP) {
+		err_at(l, m, "each rule must be a mapping with alert, source and expr, found %s",
+		       kl_ynode_kind(m));
+		return false;
+	}
+	bool ok = check_keys(l, m);
+	const struct kl_ynode *alert = kl_ymap_get(m, "alert");
+	const struct kl_ynode *src = kl_ymap_get(m, "source");
+	const struct kl_ynode *ex = kl_ymap_get(m, "expr");
+	if (!alert || !src || !ex) {
+		err_at(l, m, "a rule needs %s", !alert ? "'alert' (its name)" : !src ? "'source'" : "'expr'");
+		return false;
+	}
+	const char *name = scalar(l, alert, "alert");
+	if (!name)
+		return false;
+	if (!valid_name(name)) {
+		err_at(l, alert, "alert name '%s' must be letters, digits and '_', starting with a letter", name);
+		ok = false;
+	}
+	r->alert = kl_strndup(name, alert->len);
+	r->file = kl_strndup(l->file, strlen(l->file));
+	r->line = m->line;
+	r->window_us = DEFAULT_WINDOW_US;
+	r->max_groups = DEFAULT_MAX_GROUPS;
+
+	const char *sname = scalar(l, src, "source");
+	if (!sname)
+		return false;
+	int si = source_index(l->rs, sname);
+	if (si < 0) {
+		char list[512] = "";
+		size_t used = 0;
+		for (size_t i = 0; i < l->rs->nsources && used + 40 < sizeof list; i++)
+			used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+						 l->rs->sources[i].name);
+		err_at(l, src, "unknown source '%s'; the config defines: %s", sname, used ? list : "(none)");
+		return false;
+	}
+	r->source = (unsigned)si;
+	const struct parser *p = l->rs->sources[si].parser;
+
+	ok &= load_expr(l, r, ex, p);
+	const struct kl_ynode *n;
+	if ((n = kl_ymap_get(m, "window"))) {
+		ok &= duration(l, n, "window", &r->window_us);
+		if (r->window_us <= 0) {
+			err_at(l, n, "'window' must be longer than zero");
+			ok = false;
+		}
+	}
+	if ((n = kl_ymap_get(m, "for")))
+		ok &= duration(l, n, "for", &r->for_us);
+	if ((n = kl_ymap_get(m, "keep_firing_for")))
+		ok &= duration(l, n, "keep_firing_for", &r->keep_us);
+	if ((n = kl_ymap_get(m, "min_events"))) {
+		const char *s = scalar(l, n, "min_events");
+		if (!s || kl_parse_u64(s, n->len, &r->min_events) < 0) {
+			err_at(l, n, "'min_events' must be a whole number, found '%s'", s ? s : "");
+			ok = false;
+		}
+	}
+	if ((n = kl_ymap_get(m, "max_groups"))) {
+		const char *s = scalar(l, n, "max_groups");
+		uint64_t v = 0;
+		if (!s || kl_parse_u64(s, n->len, &v) < 0 || v < 1 || v > MAX_MAX_GROUPS) {
+			err_at(l, n, "'max_groups' must be a whole number from 1 to %d", MAX_MAX_GROUPS);
+			ok = false;
+		} else {
+			r->max_groups = (size_t)v;
+		}
+	}
+	if ((n = kl_ymap_get(m, "by")))
+		ok &= load_by(l, r, n, p);
+	if ((n = kl_ymap_get(m, "labels")))
+		ok &= load_string_map(l, n, "labels", &r->labels, &r->nlabels);
+	const struct kl_ynode *ann = kl_ymap_get(m, "annotations");
+	if (ann && load_string_map(l, ann, "annotations", &r->annotations, &r->nannotations))
+		ok &= check_templates(l, r, ann);
+	else if (ann)
+		ok = false;
+	if (r->nannotations > 64) {
+		err_at(l, ann, "at most 64 annotations per rule");
+		ok = false;
+	}
+	if (!ok)
+		return false;
+	shape_of(r);
+	if (!setup_groups(r)) {
+		err_at(l, m, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+static bool load_file(struct loader *l)
+{
+	struct kl_ynode *doc = kl_yaml_load_file(l->file, l->d);
+	if (!doc)
+		return false;
+	bool ok = true;
+	const struct kl_ynode *list = kl_ymap_get(doc, "rules");
+	if (doc->type != KL_Y_MAP || !list) {
+		err_at(l, doc, "a rule file is a mapping with a 'rules:' list");
+		ok = false;
+		goto out;
+	}
+	for (size_t i = 0; i < doc->n; i++)
+		if (strcmp(doc->keys[i]->str, "rules")) {
+			err_at(l, doc->keys[i], "unknown key '%s'; a rule file has only 'rules:'", doc->keys[i]->str);
+			ok = false;
+		}
+	if (list->type != KL_Y_SEQ) {
+		err_at(l, list, "'rules' must be a list of rules, found %s", kl_ynode_kind(list));
+		ok = false;
+		goto out;
+	}
+	struct rules_set *rs = l->rs;
+	void *grown = realloc(rs->rules, (rs->n + list->n + 1) * sizeof *rs->rules);
+	if (!grown) {
+		ok = false;
+		goto out;
+	}
+	rs->rules = grown;
+	for (size_t i = 0; i < list->n; i++) {
+		struct rule *r = &rs->rules[rs->n];
+		memset(r, 0, sizeof *r);
+		if (!load_rule(l, r, list->items[i])) {
+			rule_free(r);
+			ok = false;
+			continue;
+		}
+		for (size_t k = 0; k < rs->n; k++)
+			if (!strcmp(rs->rules[k].alert, r->alert) &&
+			    rs->rules[k].source == r->source) {
+				err_at(l, list->items[i], "alert '%s' on source '%s' is already defined at %s:%d",
+				       r->alert, rs->sources[r->source].name, rs->rules[k].file,
+				       rs->rules[k].line);
+				ok = false;
+			}
+		rs->n++;
+	}
+out:
+	kl_yaml_free(doc);
+	return ok;
+}
+
+static bool index_sources(struct rules_set *rs)
+{
+	rs->by_source = calloc(rs->nsources ? rs->nsources : 1, sizeof *rs->by_source);
+	rs->nby_source = calloc(rs->nsources ? rs->nsources : 1, sizeof *rs->nby_source);
+	if (!rs->by_source || !rs->nby_source)
+		return false;
+	for (size_t s = 0; s < rs->nsources; s++) {
+		rs->by_source[s] = calloc(rs->n ? rs->n : 1, sizeof **rs->by_source);
+		if (!rs->by_source[s])
+			return false;
+		for (size_t i = 0; i < rs->n; i++)
+			if (rs->rules[i].source == s)
+				rs->by_source[s][rs->nby_source[s]++] = (unsigned)i;
+	}
+	size_t maxl = 1, maxa = 1;
+	for (size_t i = 0; i < rs->n; i++) {
+		size_t nl = 1 + rs->rules[i].nlabels + rs->rules[i].nby;
+		maxl = nl > maxl ? nl : maxl;
+		maxa = rs->rules[i].nannotations > maxa ? rs->rules[i].nannotations : maxa;
+	}
+	rs->out_labels = calloc(maxl, sizeof *rs->out_labels);
+	rs->out_ann = calloc(maxa, sizeof *rs->out_ann);
+	return rs->out_labels && rs->out_ann;
+}
+
+struct rules_set *rules_load(const char *const *files, size_t nfiles,
+			     const struct rules_source *sources, size_t nsources, struct kl_diag *d)
+{
+	struct rules_set *rs = calloc(1, sizeof *rs);
+	if (!rs)
+		return NULL;
+	rs->sources = sources;
+	rs->nsources = nsources;
+	rs->eval_interval_us = 1000000;
+	rs->md = pcre2_match_data_create(1, NULL);
+	sketch_init(&rs->sk_scratch);
+	hll_init(&rs->hll_scratch);
+	unsigned before = d->errors;
+	for (size_t i = 0; i < nfiles; i++) {
+		struct loader l = { rs, files[i], d };
+		load_file(&l);
+	}
+	if (d->errors != before || !rs->md || !index_sources(rs)) {
+		if (d->errors == before)
+			kl_diag_error(d, files[0], 0, 0, "out of memory loading rules");
+		rules_free(rs);
+		return NULL;
+	}
+	return rs;
+}
+
+void rules_free(struct rules_set *rs)
+{
+	if (!rs)
+		return;
+	for (size_t i = 0; i < rs->n; i++)
+		rule_free(&rs->rules[i]);
+	free(rs->rules);
+	for (size_t s = 0; rs->by_source && s < rs->nsources; s++)
+		free(rs->by_source[s]);
+	free(rs->by_source);
+	free(rs->nby_source);
+	if (rs->md)
+		pcre2_match_data_free(rs->md);
+	sketch_free(&rs->sk_scratch);
+	hll_free(&rs->hll_scratch);
+	kl_buf_free(&rs->render);
+	free(rs->out_labels);
+	free(rs->out_ann);
+	free(rs);
+}
+
+int rules_expr_check(const char *expr, const struct parser *p, char *err, size_t errlen, int *col)
+{
+	struct expr e;
+	size_t off = 0;
+	int rc = expr_compile(expr, p, &e, err, errlen, &off);
+	if (rc < 0) {
+		*col = (int)off + 1;
+		return rc;
+	}
+	expr_free(&e);
+	return 0;
+}

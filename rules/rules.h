@@ -49,7 +49,7 @@ struct rules_transition {
 	int64_t at_us;		  /* instant of the transition (the evaluation clock) */
 	enum rules_status status;
 	const char *alert;	  /* the rule's `alert` name */
-	const struct rules_label *labels; /* source, rule labels, then `by` fields; sorted by key */
+	const struct rules_label *labels; /* source, the rule's labels, then `by` fields */
 	size_t nlabels;
 	const struct rules_label *annotations; /* templates rendered */
 	size_t nannotations;
@@ -94,11 +94,13 @@ void rules_eval(struct rules_set *rs, int64_t now_us, rules_transition_fn fn, vo
  * step through ticks). */
 void rules_eval_all(struct rules_set *rs, int64_t now_us, rules_transition_fn fn, void *ctx);
 void rules_set_eval_interval(struct rules_set *rs, int64_t us);
+int64_t rules_eval_interval(const struct rules_set *rs);
 
 struct rules_stats {
 	uint64_t evaluations;
 	uint64_t events;
 	uint64_t groups_dropped; /* events of a new group past the cardinality cap */
+	uint64_t late_events;	 /* events older than their rule's window ring */
 	uint64_t transitions;
 	unsigned firing;
 };

@@ -1,1 +1,303 @@
-/* placeholder: being written */
+/*
+ * window.c — a rolling window as a ring of time buckets.
+ *
+ * Bucket b covers [b·width, (b+1)·width). The ring holds nb = nwin + 2
+ * buckets: the nwin that make up the window ending now, plus a margin so an
+ * event a little older than the newest one still finds its bucket. A slot is
+ * recycled when a newer bucket number maps onto it; an event whose bucket has
+ * already been recycled is late and refused (counted by the caller).
+ *
+ * Each bucket holds the expression's numeric cells (cell 0 counts every event),
+ * one quantile sketch per quantile aggregate and one HyperLogLog per distinct().
+ * Evaluation folds the live buckets; nothing is kept per event, so memory is
+ * buckets × cells whatever the traffic.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/rules_int.h"
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static size_t slot_of(int64_t bucket, unsigned nb)
+{
+	int64_t m = bucket % (int64_t)nb;
+	return (size_t)(m < 0 ? m + nb : m);
+}
+
+static void reset_cells(double *c, const struct expr *e)
+{
+	c[0] = 0;
+	for (size_t i = 0; i < e->naggs; i++) {
+		const struct agg *a = &e->aggs[i];
+		double *x = c + a->cell;
+		switch (a->kind) {
+		case AGG_MIN:
+			x[0] = INFINITY;
+			break;
+		case AGG_MAX:
+			x[0] = -INFINITY;
+			break;
+		case AGG_LAST:
+			x[0] = NAN;
+			x[1] = -INFINITY;
+			break;
+		default:
+			for (unsigned k = 0; k < a->ncells; k++)
+				x[k] = 0;
+		}
+	}
+}
+
+int window_init(struct window *w, const struct window_shape *s)
+{
+	const struct expr *e = s->expr;
+	memset(w, 0, sizeof *w);
+	w->newest = INT64_MIN;
+	w->epoch = malloc(s->nb * sizeof *w->epoch);
+	w->cells = malloc((size_t)s->nb * e->ncells * sizeof *w->cells);
+	if (e->nsketches)
+		w->sketches = calloc((size_t)s->nb * e->nsketches, sizeof *w->sketches);
+	if (e->nhlls)
+		w->hlls = calloc((size_t)s->nb * e->nhlls, sizeof *w->hlls);
+	if (!w->epoch || !w->cells || (e->nsketches && !w->sketches) || (e->nhlls && !w->hlls)) {
+		free(w->epoch);
+		free(w->cells);
+		free(w->sketches);
+		free(w->hlls);
+		memset(w, 0, sizeof *w);
+		return -ENOMEM;
+	}
+	for (unsigned b = 0; b < s->nb; b++) {
+		w->epoch[b] = INT64_MIN;
+		reset_cells(w->cells + (size_t)b * e->ncells, e);
+	}
+	for (size_t i = 0; i < (size_t)s->nb * e->nsketches; i++)
+		sketch_init(&w->sketches[i]);
+	for (size_t i = 0; i < (size_t)s->nb * e->nhlls; i++)
+		hll_init(&w->hlls[i]);
+	return 0;
+}
+
+void window_free(struct window *w, const struct window_shape *s)
+{
+	const struct expr *e = s->expr;
+	for (size_t i = 0; w->sketches && i < (size_t)s->nb * e->nsketches; i++)
+		sketch_free(&w->sketches[i]);
+	for (size_t i = 0; w->hlls && i < (size_t)s->nb * e->nhlls; i++)
+		hll_free(&w->hlls[i]);
+	free(w->epoch);
+	free(w->cells);
+	free(w->sketches);
+	free(w->hlls);
+	memset(w, 0, sizeof *w);
+}
+
+static void recycle(struct window *w, const struct window_shape *s, size_t slot, int64_t bucket)
+{
+	const struct expr *e = s->expr;
+	w->epoch[slot] = bucket;
+	reset_cells(w->cells + slot * e->ncells, e);
+	for (unsigned k = 0; k < e->nsketches; k++)
+		sketch_reset(&w->sketches[slot * e->nsketches + k]);
+	for (unsigned k = 0; k < e->nhlls; k++)
+		hll_reset(&w->hlls[slot * e->nhlls + k]);
+}
+
+/* A distinct() value: the field's text (numbers too, as written). */
+static uint64_t value_hash(const struct parser_event *ev, int field)
+{
+	struct kl_str v = ev->raw[field];
+	return hll_hash(v.p ? v.p : "", v.p ? v.len : 0);
+}
+
+static void add_to(double *c, struct sketch *sk, struct hll *hl, const struct expr *e,
+		   struct parser_event *ev, pcre2_match_data *md)
+{
+	c[0] += 1;
+	for (size_t i = 0; i < e->naggs; i++) {
+		const struct agg *a = &e->aggs[i];
+		double *x = c + a->cell;
+		if (a->kind == AGG_RATIO) {
+			bool in_base = !a->base || filt_match(a->base, ev, md);
+			if (in_base) {
+				x[1] += 1;
+				if (filt_match(a->filter, ev, md))
+					x[0] += 1;
+			}
+			continue;
+		}
+		if (a->filter && !filt_match(a->filter, ev, md))
+			continue;
+		double v;
+		switch (a->kind) {
+		case AGG_COUNT:
+		case AGG_RATE:
+			x[0] += 1;
+			break;
+		case AGG_DISTINCT:
+			if (ev->raw[a->field].p)
+				hll_add_hash(&hl[a->sketch], value_hash(ev, a->field));
+			break;
+		default:
+			if (parser_event_number(ev, (unsigned)a->field, &v) < 0)
+				break;
+			switch (a->kind) {
+			case AGG_SUM:
+			case AGG_AVG:
+				x[0] += v;
+				x[1] += 1;
+				break;
+			case AGG_MIN:
+				if (v < x[0])
+					x[0] = v;
+				break;
+			case AGG_MAX:
+				if (v > x[0])
+					x[0] = v;
+				break;
+			case AGG_LAST:
+				if ((double)ev->time_us >= x[1]) {
+					x[0] = v;
+					x[1] = (double)ev->time_us;
+				}
+				break;
+			case AGG_QUANTILE:
+				sketch_add(&sk[a->sketch], v);
+				break;
+			default:
+				break;
+			}
+		}
+	}
+}
+
+int window_add(struct window *w, const struct window_shape *s, struct parser_event *ev,
+	       pcre2_match_data *md)
+{
+	const struct expr *e = s->expr;
+	int64_t bucket = floor_div(ev->time_us, s->width_us);
+	if (w->newest != INT64_MIN && bucket <= w->newest - (int64_t)s->nb)
+		return -ERANGE;
+	size_t slot = slot_of(bucket, s->nb);
+	if (w->epoch[slot] != bucket) {
+		if (w->epoch[slot] != INT64_MIN && w->epoch[slot] > bucket)
+			return -ERANGE;
+		recycle(w, s, slot, bucket);
+	}
+	if (bucket > w->newest)
+		w->newest = bucket;
+	add_to(w->cells + slot * e->ncells, w->sketches ? w->sketches + slot * e->nsketches : NULL,
+	       w->hlls ? w->hlls + slot * e->nhlls : NULL, e, ev, md);
+	return 0;
+}
+
+/* The slots of the buckets inside the window ending at now, at most nwin
+ * (≤ 60, see shape_of in rules.c). */
+static size_t live_slots(const struct window *w, const struct window_shape *s, int64_t now,
+			 size_t out[static 64])
+{
+	size_t n = 0;
+	int64_t cur = floor_div(now, s->width_us);
+	for (int64_t b = cur - (int64_t)s->nwin + 1; b <= cur && n < 64; b++) {
+		size_t slot = slot_of(b, s->nb);
+		if (w->epoch[slot] == b)
+			out[n++] = slot;
+	}
+	return n;
+}
+
+double window_events(const struct window *w, const struct window_shape *s, int64_t now)
+{
+	size_t slots[64];
+	size_t n = live_slots(w, s, now, slots);
+	double events = 0;
+	for (size_t i = 0; i < n; i++)
+		events += w->cells[slots[i] * s->expr->ncells];
+	return events;
+}
+
+double window_agg(const struct window *w, const struct window_shape *s, unsigned i, int64_t now,
+		  struct sketch *sk, struct hll *hl)
+{
+	const struct expr *e = s->expr;
+	const struct agg *a = &e->aggs[i];
+	double x0 = 0, x1 = 0;
+	switch (a->kind) {
+	case AGG_MIN:
+		x0 = INFINITY;
+		break;
+	case AGG_MAX:
+		x0 = -INFINITY;
+		break;
+	case AGG_LAST:
+		x0 = NAN;
+		x1 = -INFINITY;
+		break;
+	case AGG_QUANTILE:
+		sketch_reset(sk);
+		break;
+	case AGG_DISTINCT:
+		hll_reset(hl);
+		break;
+	default:
+		break;
+	}
+	size_t slots[64];
+	size_t nlive = live_slots(w, s, now, slots);
+	for (size_t k = 0; k < nlive; k++) {
+		size_t slot = slots[k];
+		const double *c = w->cells + slot * e->ncells + a->cell;
+		switch (a->kind) {
+		case AGG_MIN:
+			x0 = c[0] < x0 ? c[0] : x0;
+			break;
+		case AGG_MAX:
+			x0 = c[0] > x0 ? c[0] : x0;
+			break;
+		case AGG_LAST:
+			if (c[1] > x1) {
+				x0 = c[0];
+				x1 = c[1];
+			}
+			break;
+		case AGG_QUANTILE:
+			sketch_merge(sk, &w->sketches[slot * e->nsketches + (unsigned)a->sketch]);
+			break;
+		case AGG_DISTINCT:
+			hll_merge(hl, &w->hlls[slot * e->nhlls + (unsigned)a->sketch]);
+			break;
+		default:
+			x0 += c[0];
+			if (a->ncells > 1)
+				x1 += c[1];
+		}
+	}
+	double secs = (double)s->width_us * s->nwin / 1e6;
+	switch (a->kind) {
+	case AGG_COUNT:
+	case AGG_SUM:
+		return x0;
+	case AGG_RATE:
+		return x0 / secs;
+	case AGG_RATIO:
+	case AGG_AVG:
+		return x1 > 0 ? x0 / x1 : NAN;
+	case AGG_MIN:
+	case AGG_MAX:
+		return isinf(x0) ? NAN : x0;
+	case AGG_LAST:
+		return x0;
+	case AGG_QUANTILE:
+		return sketch_quantile(sk, a->q);
+	case AGG_DISTINCT:
+		return hll_estimate(hl);
+	}
+	return NAN;
+}

@@ -1,4 +1,78 @@
-int main(void)
+/*
+ * main.c — klaxon's entry point: dispatches to a command.
+ *
+ * The commands share everything below the clock (src/pipeline.c): `run` drives
+ * it from files followed on a libev loop with the wall clock, `replay` from
+ * whole files with the event-time clock, `parse` stops after the parser,
+ * `check` after loading.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "src/commands.h"
+#include "src/config.h"
+
+#ifndef KLAXON_VERSION
+#define KLAXON_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+	"usage: klaxon COMMAND [OPTIONS]\n"
+	"\n"
+	"  run    [-c FILE]                   tail, evaluate, notify; until SIGTERM (SIGHUP reloads rules)\n"
+	"  check  [-c FILE]                   validate the config and every rule file; exit 0 or 1\n"
+	"  replay [-c FILE] [--source NAME=PATH ...]\n"
+	"                                     evaluate the rules over existing files (plain or .gz)\n"
+	"                                     in event time; print alert transitions as JSON lines\n"
+	"  parse  [-c FILE] --source NAME [PATH|-]\n"
+	"                                     print the parsed events as JSON lines\n"
+	"\n"
+	"The config is -c FILE, else $KLAXON_CONFIG, else ./klaxon.yml, else /etc/klaxon/klaxon.yml.\n"
+	"  -h, --help       this text\n"
+	"  -V, --version    the version\n";
+
+const char *find_config_or_explain(const char *explicit_path)
 {
-	return 0;
+	const char *path = config_find(explicit_path);
+	if (!path)
+		fprintf(stderr,
+			"klaxon: no config file: tried %s%s$KLAXON_CONFIG, ./klaxon.yml and /etc/klaxon/klaxon.yml; "
+			"pass one with -c FILE (see examples/klaxon.yml)\n",
+			explicit_path ? explicit_path : "", explicit_path ? ", " : "");
+	return path;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		fputs(usage, stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+		printf("klaxon %s\n", KLAXON_VERSION);
+		return EXIT_OK;
+	}
+	static const struct {
+		const char *name;
+		int (*fn)(int, char **);
+	} cmds[] = {
+		{ "run", cmd_run },
+		{ "replay", cmd_replay },
+		{ "parse", cmd_parse },
+		{ "check", cmd_check },
+	};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		if (!strcmp(cmd, cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	if (!strcmp(cmd, "test") || !strcmp(cmd, "rotate") || !strcmp(cmd, "silence")) {
+		fprintf(stderr, "klaxon: '%s' is not available in this version\n", cmd);
+		return EXIT_USAGE;
+	}
+	fprintf(stderr, "klaxon: unknown command '%s'\n\n%s", cmd, usage);
+	return EXIT_USAGE;
 }

@@ -1,1 +1,288 @@
-/* placeholder: being written */
+/*
+ * pipeline.c — see pipeline.h.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/pipeline.h"
+
+static struct rules_set *load_rules(struct runtime *rt, const struct config *cfg, struct kl_diag *d)
+{
+	struct rules_set *rs = rules_load((const char *const *)cfg->rule_files, cfg->nrule_files,
+					  rt->sources, cfg->nsources, d);
+	if (rs)
+		rules_set_eval_interval(rs, cfg->eval_interval_us);
+	return rs;
+}
+
+int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
+{
+	memset(rt, 0, sizeof *rt);
+	if (config_load(path, &rt->cfg, d) < 0)
+		return -EINVAL;
+	size_t n = rt->cfg->nsources;
+	rt->sources = calloc(n ? n : 1, sizeof *rt->sources);
+	rt->events = calloc(n ? n : 1, sizeof *rt->events);
+	rt->stats = calloc(n ? n : 1, sizeof *rt->stats);
+	if (!rt->sources || !rt->events || !rt->stats) {
+		kl_diag_error(d, path, 0, 0, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct config_source *s = &rt->cfg->sources[i];
+		rt->sources[i] = (struct rules_source){ s->name, s->parser };
+		parser_event_init(&rt->events[i], s->parser);
+	}
+	rt->rules = load_rules(rt, rt->cfg, d);
+	return rt->rules ? 0 : -EINVAL;
+}
+
+static int add_sink(struct runtime *rt, struct sink *s)
+{
+	void *p = realloc(rt->sinks, (rt->nsinks + 1) * sizeof *rt->sinks);
+	if (!p) {
+		sink_free(s);
+		return -ENOMEM;
+	}
+	rt->sinks = p;
+	rt->sinks[rt->nsinks++] = s;
+	rt->event_sinks |= sink_wants_events(s);
+	return 0;
+}
+
+int runtime_open_sinks(struct runtime *rt, bool stdout_only)
+{
+	if (stdout_only) {
+		struct sink *s = sink_stdout_new("stdout", STDOUT_FILENO);
+		return s ? add_sink(rt, s) : -ENOMEM;
+	}
+	for (size_t i = 0; i < rt->cfg->nsinks; i++) {
+		const struct config_sink *c = &rt->cfg->sinks[i];
+		struct sink *s;
+		int err = -ENOMEM;
+		if (c->type == CONFIG_SINK_STDOUT)
+			s = sink_stdout_new(c->name, STDOUT_FILENO);
+		else
+			s = sink_jsonl_new(c->name, c->path, c->events, &err);
+		if (!s) {
+			kl_log(KL_LOG_ERROR, "sink '%s': cannot open '%s': %s (%s:%d:%d)", c->name,
+			       c->path ? c->path : "stdout", strerror(-err), rt->cfg->file, c->line, c->col);
+			return err;
+		}
+		int rc = add_sink(rt, s);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int runtime_reload_rules(struct runtime *rt)
+{
+	struct kl_diag d = { .out = stderr };
+	struct config *cfg = NULL;
+	if (config_load(rt->cfg->file, &cfg, &d) < 0) {
+		kl_log(KL_LOG_ERROR, "reload: %s has %u problem(s); the old rules keep running",
+		       rt->cfg->file, d.errors);
+		return -EINVAL;
+	}
+	/* Sources are followed as they were at start; only rules are reloaded.
+	 * The new rules are compiled against the running sources. */
+	struct config tmp = *rt->cfg;
+	tmp.rule_files = cfg->rule_files;
+	tmp.nrule_files = cfg->nrule_files;
+	tmp.eval_interval_us = cfg->eval_interval_us;
+	struct rules_set *rs = load_rules(rt, &tmp, &d);
+	config_free(cfg);
+	if (!rs) {
+		kl_log(KL_LOG_ERROR, "reload: the rule files have %u problem(s); the old rules keep running",
+		       d.errors);
+		return -EINVAL;
+	}
+	rules_free(rt->rules);
+	rt->rules = rs;
+	kl_log(KL_LOG_INFO, "reload: %zu rules loaded", rules_count(rs));
+	return 0;
+}
+
+void runtime_free(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->nsinks; i++)
+		sink_free(rt->sinks[i]);
+	free(rt->sinks);
+	rules_free(rt->rules);
+	free(rt->sources);
+	free(rt->events);
+	free(rt->stats);
+	config_free(rt->cfg);
+	memset(rt, 0, sizeof *rt);
+}
+
+void runtime_feed(struct runtime *rt, unsigned src)
+{
+	struct parser_event *ev = &rt->events[src];
+	rt->stats[src].events++;
+	if (rt->event_sinks)
+		for (size_t i = 0; i < rt->nsinks; i++)
+			sink_event(rt->sinks[i], rt->cfg->sources[src].name, ev);
+	rules_feed(rt->rules, src, ev);
+}
+
+int runtime_line_parse(struct runtime *rt, unsigned src, const char *line, size_t len,
+		       int64_t read_us, int64_t *event_us)
+{
+	struct parser_event *ev = &rt->events[src];
+	rt->stats[src].lines++;
+	if (parser_parse((struct parser *)rt->cfg->sources[src].parser, line, len, read_us, ev) < 0) {
+		rt->stats[src].parse_errors++;
+		return -EINVAL;
+	}
+	*event_us = ev->time_us;
+	return 0;
+}
+
+int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us,
+		 int64_t *event_us)
+{
+	int rc = runtime_line_parse(rt, src, line, len, read_us, event_us);
+	if (rc == 0)
+		runtime_feed(rt, src);
+	return rc;
+}
+
+void runtime_transition(void *ctx, const struct rules_transition *t)
+{
+	struct runtime *rt = ctx;
+	rt->alerts++;
+	for (size_t i = 0; i < rt->nsinks; i++)
+		sink_alert(rt->sinks[i], t);
+}
+
+void runtime_flush(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->nsinks; i++)
+		sink_flush(rt->sinks[i]);
+}
+
+void runtime_report_parse_errors(struct runtime *rt)
+{
+	for (size_t i = 0; i < rt->cfg->nsources; i++) {
+		struct source_stats *s = &rt->stats[i];
+		if (s->parse_errors == s->reported_errors)
+			continue;
+		kl_log(KL_LOG_WARN, "source '%s': %llu line(s) did not match parser '%s' (%llu in all); try `klaxon parse --source %s`",
+		       rt->cfg->sources[i].name,
+		       (unsigned long long)(s->parse_errors - s->reported_errors),
+		       rt->cfg->sources[i].parser_name, (unsigned long long)s->parse_errors,
+		       rt->cfg->sources[i].name);
+		s->reported_errors = s->parse_errors;
+	}
+}
+
+struct dated {
+	char *path;
+	int64_t mtime_ns;
+};
+
+static int by_mtime(const void *a, const void *b)
+{
+	const struct dated *x = a, *y = b;
+	if (x->mtime_ns != y->mtime_ns)
+		return x->mtime_ns < y->mtime_ns ? -1 : 1;
+	/* Same second: access.log.2 is older than access.log.1, which is older
+	 * than access.log. Longer names (more suffixes) first, then reverse. */
+	size_t lx = strlen(x->path), ly = strlen(y->path);
+	if (lx != ly)
+		return lx > ly ? -1 : 1;
+	return -strcmp(x->path, y->path);
+}
+
+static int add_glob(const char *pattern, struct dated **list, size_t *n, size_t *cap)
+{
+	glob_t g;
+	int rc = glob(pattern, GLOB_NOSORT, NULL, &g);
+	if (rc == GLOB_NOMATCH)
+		return 0;
+	if (rc != 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		struct stat st;
+		if (stat(g.gl_pathv[i], &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		bool dup = false;
+		for (size_t k = 0; k < *n && !dup; k++)
+			dup = !strcmp((*list)[k].path, g.gl_pathv[i]);
+		if (dup)
+			continue;
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 16;
+			void *p = realloc(*list, nc * sizeof **list);
+			if (!p)
+				goto nomem;
+			*list = p;
+			*cap = nc;
+		}
+		char *copy = kl_strndup(g.gl_pathv[i], strlen(g.gl_pathv[i]));
+		if (!copy)
+			goto nomem;
+		(*list)[(*n)++] = (struct dated){ copy,
+						  (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec };
+	}
+	globfree(&g);
+	return 0;
+nomem:
+	globfree(&g);
+	return -ENOMEM;
+}
+
+int source_files(const char *pattern, bool rotated, char ***out, size_t *n)
+{
+	struct dated *list = NULL;
+	size_t count = 0, cap = 0;
+	int rc = add_glob(pattern, &list, &count, &cap);
+	if (rc == 0 && rotated) {
+		/* Rotated siblings of each live match: NAME.* and NAME-* */
+		size_t live = count;
+		for (size_t i = 0; i < live && rc == 0; i++) {
+			struct kl_buf b = { 0 };
+			if (kl_buf_appendf(&b, "%s.*", list[i].path) < 0 ||
+			    (rc = add_glob(b.p, &list, &count, &cap)) < 0)
+				rc = -ENOMEM;
+			kl_buf_reset(&b);
+			if (rc == 0 && (kl_buf_appendf(&b, "%s-*", list[i].path) < 0 ||
+					(rc = add_glob(b.p, &list, &count, &cap)) < 0))
+				rc = -ENOMEM;
+			kl_buf_free(&b);
+		}
+	}
+	if (rc < 0) {
+		for (size_t i = 0; i < count; i++)
+			free(list[i].path);
+		free(list);
+		return rc;
+	}
+	qsort(list, count, sizeof *list, by_mtime);
+	char **files = calloc(count ? count : 1, sizeof *files);
+	if (!files) {
+		for (size_t i = 0; i < count; i++)
+			free(list[i].path);
+		free(list);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < count; i++)
+		files[i] = list[i].path;
+	free(list);
+	*out = files;
+	*n = count;
+	return 0;
+}
+
+void files_free(char **files, size_t n)
+{
+	for (size_t i = 0; files && i < n; i++)
+		free(files[i]);
+	free(files);
+}

@@ -1,0 +1,77 @@
+/*
+ * pipeline.h — the wiring every command shares: config → parsers → rules →
+ * sinks (private to the main program).
+ *
+ * A runtime owns the loaded config, the rule set compiled against its sources,
+ * one reusable event per source, and the sinks. Feeding it a line parses it
+ * with its source's parser, hands the event to the event sinks and the rules;
+ * transitions the rules report go to the alert sinks. Nothing here knows
+ * whether time comes from the wall clock (run) or from the events (replay).
+ */
+#ifndef KLAXON_PIPELINE_H
+#define KLAXON_PIPELINE_H
+
+#include "common/kl.h"
+#include "parsers/parsers.h"
+#include "rules/rules.h"
+#include "sinks/sinks.h"
+#include "src/config.h"
+
+struct source_stats {
+	uint64_t lines;
+	uint64_t events;
+	uint64_t parse_errors;
+	uint64_t reported_errors; /* parse_errors when last logged */
+};
+
+struct runtime {
+	struct config *cfg;
+	struct rules_source *sources; /* one per cfg->sources, for rules_load */
+	struct rules_set *rules;
+	struct sink **sinks;
+	size_t nsinks;
+	bool event_sinks;	    /* any sink wants events */
+	struct parser_event *events; /* one per source, reused */
+	struct source_stats *stats;
+	uint64_t alerts;	    /* transitions seen */
+};
+
+/* Load the config at path and its rules. 0, or -EINVAL after reporting. */
+int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d);
+/* Open the configured sinks (run), or one stdout sink (replay): 0 or -errno. */
+int runtime_open_sinks(struct runtime *rt, bool stdout_only);
+/*
+ * Reload the rule files the config names now; on any error the old rules keep
+ * running and the problems are logged. 0 or -EINVAL.
+ */
+int runtime_reload_rules(struct runtime *rt);
+void runtime_free(struct runtime *rt);
+
+/*
+ * Parse one line of source src and feed it on. Returns 0 with *event_us set,
+ * or -EINVAL when the line did not parse (counted).
+ */
+int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us,
+		 int64_t *event_us);
+/* Only parse (and count) into rt->events[src]; runtime_feed hands it on. */
+int runtime_line_parse(struct runtime *rt, unsigned src, const char *line, size_t len,
+		       int64_t read_us, int64_t *event_us);
+/* Feed an event already parsed into rt->events[src] (replay's merge). */
+void runtime_feed(struct runtime *rt, unsigned src);
+/* rules_transition_fn: hand a transition to every alert sink. */
+void runtime_transition(void *rt, const struct rules_transition *t);
+void runtime_flush(struct runtime *rt);
+/* Log, once per call, the sources whose parse errors grew since last time. */
+void runtime_report_parse_errors(struct runtime *rt);
+
+
+/*
+ * The files of a source for replay and parse: every match of its path glob
+ * and, with rotated, their rotated siblings (NAME.1, NAME.2.gz, NAME-20231114,
+ * ...), oldest first by mtime. A heap array of heap strings in *out; free with
+ * files_free. 0 or -ENOMEM.
+ */
+int source_files(const char *pattern, bool rotated, char ***out, size_t *n);
+void files_free(char **files, size_t n);
+
+#endif
