@@ -57,7 +57,7 @@
 #define FP_MAX 1024		   /* bytes of a file's start that identify it */
 #define FNV_INIT 0xcbf29ce484222325ULL
 #define ROTATE_WAIT_INTERVALS 5.0  /* drained files stay open this many stat intervals */
-#define IGNORED_MAX 256		   /* non-regular matches remembered (to log each once) */
+#define IGNORED_MAX 256		   /* problem names remembered (to log each once) */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
@@ -111,7 +111,7 @@ struct ingest_tail {
 	bool warned_watch;
 
 	struct tfile *files;
-	char *ignored[IGNORED_MAX];
+	char *ignored[IGNORED_MAX]; /* names already reported (first_report) */
 	size_t nignored;
 	bool warned_ignored;
 
@@ -149,6 +149,32 @@ static ssize_t pread_all(int fd, char *buf, size_t n, uint64_t off)
 	return (ssize_t)got;
 }
 
+/*
+ * Returns 1 if the file's first bytes are no longer those we fingerprinted
+ * (it was truncated and rewritten), 0 if they are (then the fingerprint is
+ * extended to min(size, FP_MAX) bytes), or -errno.
+ */
+static int fp_check(struct tfile *f, uint64_t size)
+{
+	char b[FP_MAX];
+	size_t n = size < FP_MAX ? (size_t)size : FP_MAX;
+	if (n < f->fp_len)
+		return 1;
+	if (n == f->fp_len && n < FP_MAX)
+		return 0; /* nothing new to look at; size < off catches truncation */
+	ssize_t r = pread_all(f->fd, b, n, 0);
+	if (r < 0)
+		return -errno;
+	if ((size_t)r < f->fp_len)
+		return 1;
+	uint64_t h = fnv(FNV_INIT, b, f->fp_len);
+	if (h != f->fp)
+		return 1;
+	f->fp = fnv(h, b + f->fp_len, (size_t)r - f->fp_len);
+	f->fp_len = (size_t)r;
+	return 0;
+}
+
 static bool has_magic(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -159,7 +185,8 @@ static bool has_magic(const char *s, size_t n)
 
 static void schedule_read(struct tfile *f)
 {
-	if (!ev_is_active(&f->rd)) {
+	/* A fired timer is pending, no longer active: do not start it twice. */
+	if (!ev_is_active(&f->rd) && !ev_is_pending(&f->rd)) {
 		ev_timer_set(&f->rd, 0., 0.);
 		ev_timer_start(f->t->loop, &f->rd);
 	}
@@ -210,23 +237,35 @@ static void watch_failed(struct ingest_tail *t, const char *what, const char *pa
 	       t->pattern, what, path, strerror(e), t->stat_interval);
 }
 
-/* A match that is not a regular file: logged once per name. */
-static void note_ignored(struct ingest_tail *t, const char *path, mode_t mode)
+/*
+ * True the first time a name is passed here: problems with a name (not a
+ * regular file, cannot be opened) are logged once, not on every glob. At most
+ * IGNORED_MAX names are remembered; past that nothing more is logged.
+ */
+static bool first_report(struct ingest_tail *t, const char *path)
 {
 	for (size_t i = 0; i < t->nignored; i++)
 		if (strcmp(t->ignored[i], path) == 0)
-			return;
+			return false;
 	if (t->nignored == IGNORED_MAX) {
 		if (!t->warned_ignored)
-			kl_log(KL_LOG_WARN, "tail %s: more non-regular matches; not logging them",
+			kl_log(KL_LOG_WARN, "tail %s: more problem matches; not logging them",
 			       t->pattern);
 		t->warned_ignored = true;
-		return;
+		return false;
 	}
 	char *copy = kl_strndup(path, strlen(path));
 	if (!copy)
-		return;
+		return false;
 	t->ignored[t->nignored++] = copy;
+	return true;
+}
+
+/* A match that is not a regular file. */
+static void note_ignored(struct ingest_tail *t, const char *path, mode_t mode)
+{
+	if (!first_report(t, path))
+		return;
 	kl_log(KL_LOG_WARN, "tail %s: ignoring \"%s\": %s, not a regular file", t->pattern, path,
 	       S_ISDIR(mode)    ? "a directory"
 	       : S_ISFIFO(mode) ? "a FIFO"
@@ -284,6 +323,43 @@ static void read_error(struct tfile *f, const char *what, int e)
 	release_waiter(f);
 }
 
+static void truncated(struct tfile *f, uint64_t size)
+{
+	struct ingest_tail *t = f->t;
+	t->st.truncations++;
+	kl_log(KL_LOG_INFO,
+	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); reading it "
+	       "again from the start",
+	       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)size,
+	       (unsigned long long)f->off);
+	flush_pending(f);
+	f->off = 0;
+	f->fp = FNV_INIT;
+	f->fp_len = 0;
+	fp_check(f, size);
+	f->at_eof = false;
+}
+
+/*
+ * The content half of reconcile: did the file grow, or was it truncated (size
+ * below our offset, or its first bytes changed: copytruncate and a rewrite
+ * past our offset)? Also run before every read, so that a read already
+ * scheduled cannot consume a rewritten file from the old offset. Returns true
+ * if there is something to read at f->off.
+ */
+static bool check_content(struct tfile *f)
+{
+	struct stat fs;
+	if (fstat(f->fd, &fs) < 0) {
+		read_error(f, "fstat of", errno);
+		return false;
+	}
+	uint64_t size = (uint64_t)fs.st_size;
+	if (size < f->off || (size > f->off && fp_check(f, size) == 1))
+		truncated(f, size);
+	return size > f->off;
+}
+
 static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct tfile *f = w->data;
@@ -292,6 +368,11 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (f->wait)
 		return; /* scheduled again by release_waiter */
+	if (!check_content(f)) {
+		f->at_eof = true;
+		release_waiter(f);
+		return;
+	}
 
 	ssize_t n = pread(f->fd, t->rbuf, t->chunk, (off_t)f->off);
 	if (n < 0) {
@@ -358,32 +439,6 @@ static void close_file(struct tfile *f, bool flush)
 	free(f);
 }
 
-/*
- * Returns 1 if the file's first bytes are no longer those we fingerprinted
- * (it was truncated and rewritten), 0 if they are (then the fingerprint is
- * extended to min(size, FP_MAX) bytes), or -errno.
- */
-static int fp_check(struct tfile *f, uint64_t size)
-{
-	char b[FP_MAX];
-	size_t n = size < FP_MAX ? (size_t)size : FP_MAX;
-	if (n < f->fp_len)
-		return 1;
-	if (n == f->fp_len && n < FP_MAX)
-		return 0; /* nothing new to look at; size < off catches truncation */
-	ssize_t r = pread_all(f->fd, b, n, 0);
-	if (r < 0)
-		return -errno;
-	if ((size_t)r < f->fp_len)
-		return 1;
-	uint64_t h = fnv(FNV_INIT, b, f->fp_len);
-	if (h != f->fp)
-		return 1;
-	f->fp = fnv(h, b + f->fp_len, (size_t)r - f->fp_len);
-	f->fp_len = (size_t)r;
-	return 0;
-}
-
 static void add_file_watch(struct tfile *f)
 {
 	struct ingest_tail *t = f->t;
@@ -400,23 +455,22 @@ static void add_file_watch(struct tfile *f)
 }
 
 /*
- * Open path and follow it. Returns the file (possibly one already followed
- * under another name, if path names its inode), or NULL if it cannot be
- * opened or is not a regular file. *is_new tells which.
+ * Open path and follow it from 0 or from its end. Returns the file (possibly
+ * one already followed, if path names its inode under another name), or NULL
+ * if it cannot be opened or is not a regular file.
  */
-static struct tfile *open_file(struct ingest_tail *t, const char *path, bool from_end,
-			       bool *is_new)
+static struct tfile *open_file(struct ingest_tail *t, const char *path, bool from_end)
 {
 	struct stat st;
 	struct tfile *f = NULL;
-	*is_new = false;
 
 	/* O_NONBLOCK: opening a FIFO must not block the loop. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
-		if (errno != ENOENT && errno != ENOTDIR)
-			kl_log(KL_LOG_ERROR, "tail %s: cannot open \"%s\": %s", t->pattern, path,
-			       strerror(errno));
+		int e = errno;
+		if (e != ENOENT && e != ENOTDIR && first_report(t, path))
+			kl_log(KL_LOG_ERROR, "tail %s: cannot open \"%s\": %s (retrying quietly)",
+			       t->pattern, path, strerror(e));
 		return NULL;
 	}
 	if (fstat(fd, &st) < 0)
@@ -458,7 +512,6 @@ static struct tfile *open_file(struct ingest_tail *t, const char *path, bool fro
 	t->st.files_opened++;
 	t->st.files_open++;
 	add_file_watch(f);
-	*is_new = true;
 
 	/* A draining file that had this name is read to its end first. */
 	for (struct tfile *o = t->files; o; o = o->next)
@@ -533,6 +586,21 @@ static void watch_dirs(struct ingest_tail *t)
 	t->dirs_missing = !found;
 }
 
+/* A followed file is found under a new name that matches: follow it there. */
+static void rename_file(struct tfile *f, const char *path)
+{
+	if (strcmp(f->path, path) != 0) {
+		char *copy = kl_strndup(path, strlen(path));
+		if (!copy)
+			return; /* stays draining: closed later, nothing read twice */
+		kl_log(KL_LOG_INFO, "tail %s: \"%s\" (inode %llu) is now \"%s\"", f->t->pattern,
+		       f->path, (unsigned long long)f->ino, path);
+		free(f->path);
+		f->path = copy;
+	}
+	f->draining = false;
+}
+
 /* Find new matches of the pattern (and new names of draining files). */
 static void scan(struct ingest_tail *t)
 {
@@ -560,20 +628,11 @@ static void scan(struct ingest_tail *t)
 		if (f) {
 			/* A file we follow, under a new name that still matches
 			 * (a rotation into the pattern): keep following it. */
-			if (f->draining) {
-				char *copy = kl_strndup(path, strlen(path));
-				if (copy) {
-					kl_log(KL_LOG_INFO, "tail %s: \"%s\" is now \"%s\"",
-					       t->pattern, f->path, path);
-					free(f->path);
-					f->path = copy;
-					f->draining = false;
-				}
-			}
+			if (f->draining)
+				rename_file(f, path);
 			continue;
 		}
-		bool is_new;
-		open_file(t, path, t->initial && !t->from_beginning, &is_new);
+		open_file(t, path, t->initial && !t->from_beginning);
 	}
 	globfree(&g);
 }
@@ -581,24 +640,6 @@ static void scan(struct ingest_tail *t)
 /* ---------------------------------------------------------------------------
  * The one place that decides what happened.
  */
-
-static void truncated(struct tfile *f, uint64_t size)
-{
-	struct ingest_tail *t = f->t;
-	t->st.truncations++;
-	kl_log(KL_LOG_INFO,
-	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); reading it "
-	       "again from the start",
-	       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)size,
-	       (unsigned long long)f->off);
-	flush_pending(f);
-	f->off = 0;
-	f->fp = FNV_INIT;
-	f->fp_len = 0;
-	fp_check(f, size);
-	f->at_eof = false;
-	schedule_read(f);
-}
 
 static void start_drain(struct tfile *f, const char *why)
 {
@@ -615,22 +656,10 @@ static void start_drain(struct tfile *f, const char *why)
 static bool reconcile_file(struct tfile *f)
 {
 	struct ingest_tail *t = f->t;
-	struct stat fs, ps;
+	struct stat ps;
 
-	if (fstat(f->fd, &fs) < 0) {
-		read_error(f, "fstat of", errno);
-		return true;
-	}
-	uint64_t size = (uint64_t)fs.st_size;
-	if (size < f->off) {
-		truncated(f, size);
-	} else if (size > f->off) {
-		int c = fp_check(f, size);
-		if (c == 1)
-			truncated(f, size);
-		else
-			schedule_read(f);
-	}
+	if (check_content(f))
+		schedule_read(f);
 
 	if (!f->draining) {
 		if (stat(f->path, &ps) < 0) {
@@ -638,9 +667,11 @@ static bool reconcile_file(struct tfile *f)
 				start_drain(f, "was deleted or renamed away");
 		} else if (ps.st_ino != f->ino || ps.st_dev != f->dev) {
 			start_drain(f, "was rotated");
-			bool is_new;
-			if (S_ISREG(ps.st_mode))
-				open_file(t, f->path, false, &is_new);
+			struct tfile *g = find_ino(t, ps.st_dev, ps.st_ino);
+			if (g)
+				rename_file(g, f->path); /* another followed file moved here */
+			else if (S_ISREG(ps.st_mode))
+				open_file(t, f->path, false);
 			else
 				note_ignored(t, f->path, ps.st_mode);
 		}
@@ -648,7 +679,7 @@ static bool reconcile_file(struct tfile *f)
 	}
 
 	/* Draining: close once at its end and quiet for rotate_wait. */
-	if (f->at_eof && !ev_is_active(&f->rd) && !f->waiter &&
+	if (f->at_eof && !ev_is_active(&f->rd) && !ev_is_pending(&f->rd) && !f->waiter &&
 	    ev_now(t->loop) - f->last_data >= t->rotate_wait) {
 		kl_log(KL_LOG_INFO, "tail %s: done with \"%s\" (inode %llu) at offset %llu",
 		       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)f->off);
@@ -666,7 +697,7 @@ static void reconcile(struct ingest_tail *t, bool all, bool rescan)
 {
 	struct tfile *f = t->files, *next;
 	for (; f; f = next) {
-		next = f->next; /* files opened meanwhile go to the tail: visited, harmless */
+		next = f->next; /* a file opened meanwhile may be visited or not: harmless */
 		if (!all && !f->check)
 			continue;
 		f->check = false;

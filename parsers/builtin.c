@@ -12,6 +12,10 @@
  * split into method, path and protocol only when it is well formed (METHOD SP
  * target [SP HTTP/x.y], nothing else); otherwise only `request` is set.
  *
+ * The second field is the literal "-" the combined format writes (it was
+ * ident); requiring it keeps a line with junk in front from parsing as shifted
+ * fields.
+ *
  * The regexes are written for PCRE2's JIT: every loop is possessive or
  * bounded, so a line that does not match fails in linear time. The one lazy
  * loop is remote_user, which nginx does not escape for spaces or '[' (it is
@@ -26,7 +30,7 @@
 #define Q_FIELD "(?:[^\"\\\\]++|\\\\.)*+" /* inside "...": plain bytes or \-escapes */
 
 #define NGINX_COMBINED                                                                      \
-	"(?<remote_addr>[^ ]++) [^ ]++ (?<remote_user>.*?) "                                 \
+	"(?<remote_addr>[^ ]++) - (?<remote_user>.*?) "                                 \
 	"\\[(?<time>[0-9]{2}/[A-Za-z]{3}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})\\] " \
 	"\"(?<request>"                                                                     \
 	"(?:(?<method>[A-Z_-]++) (?<path>(?:[^ \"\\\\]++|\\\\.)++)"                          \

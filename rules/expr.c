@@ -21,6 +21,11 @@
 
 #include "rules/rules_int.h"
 
+/* Parsing, type checks, evaluation and freeing all recurse over the tree, so
+ * what one expression may hold is bounded: no input can exhaust the stack. */
+#define MAX_DEPTH 100  /* nesting of '(', unary '-' and 'not' */
+#define MAX_NODES 1000 /* value and filter nodes: the tree's depth is below this */
+
 enum tok_kind {
 	T_END,
 	T_NUM,
@@ -62,6 +67,8 @@ struct ps {
 	size_t errlen;
 	size_t erroff;
 	bool failed;
+	unsigned depth;
+	unsigned nodes;
 };
 
 static void fail_at(struct ps *ps, size_t off, const char *fmt, ...)
@@ -274,8 +281,19 @@ static struct kl_str unquote(const struct ps *ps, const struct tok *t)
 
 /* ---- filters ------------------------------------------------------------- */
 
+static bool node_budget(struct ps *ps)
+{
+	if (++ps->nodes <= MAX_NODES)
+		return true;
+	fail_at(ps, ps->t.off, "the expression is too long: more than %d operators and comparisons",
+		MAX_NODES);
+	return false;
+}
+
 static struct filt *filt_new(struct ps *ps, enum filt_kind k)
 {
+	if (!node_budget(ps))
+		return NULL;
 	struct filt *f = calloc(1, sizeof *f);
 	if (!f)
 		fail_at(ps, ps->t.off, "out of memory");
@@ -514,7 +532,22 @@ static struct filt *parse_field_pred(struct ps *ps)
 	return f;
 }
 
+static struct filt *parse_neg_1(struct ps *ps);
+
 static struct filt *parse_neg(struct ps *ps)
+{
+	if (ps->depth >= MAX_DEPTH) {
+		fail_at(ps, ps->t.off, "the expression is nested too deeply (more than %d levels)",
+			MAX_DEPTH);
+		return NULL;
+	}
+	ps->depth++;
+	struct filt *f = parse_neg_1(ps);
+	ps->depth--;
+	return f;
+}
+
+static struct filt *parse_neg_1(struct ps *ps)
 {
 	if (tok_is(ps, "not")) {
 		next(ps);
@@ -642,6 +675,8 @@ static const char *const later_fns[] = { "zscore", "baseline", "new" };
 
 static struct node *node_new(struct ps *ps, enum node_kind k)
 {
+	if (!node_budget(ps))
+		return NULL;
 	struct node *n = calloc(1, sizeof *n);
 	if (!n)
 		fail_at(ps, ps->t.off, "out of memory");
@@ -773,7 +808,22 @@ static struct node *parse_call(struct ps *ps, const struct tok *name)
 
 static struct node *parse_value(struct ps *ps, int min_prec);
 
+static struct node *parse_primary_1(struct ps *ps);
+
 static struct node *parse_primary(struct ps *ps)
+{
+	if (ps->depth >= MAX_DEPTH) {
+		fail_at(ps, ps->t.off, "the expression is nested too deeply (more than %d levels)",
+			MAX_DEPTH);
+		return NULL;
+	}
+	ps->depth++;
+	struct node *n = parse_primary_1(ps);
+	ps->depth--;
+	return n;
+}
+
+static struct node *parse_primary_1(struct ps *ps)
 {
 	char b[64];
 	switch (ps->t.kind) {

@@ -213,7 +213,7 @@ void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *
 struct evalctx {
 	struct rules_set *rs;
 	const struct rule *r;
-	const struct group *g;
+	struct group *g;
 	int64_t now;
 };
 

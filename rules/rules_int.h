@@ -122,6 +122,18 @@ struct window {
 	struct sketch *sketches; /* nb × nsketches */
 	struct hll *hlls;	 /* nb × nhlls */
 	int64_t newest;		 /* newest bucket number written */
+	/*
+	 * Quantiles are read from running totals, not by merging 60 buckets at
+	 * each evaluation: totals[k] is the sum of sketch k of every bucket
+	 * numbered ≥ floor. A bucket is subtracted when it leaves the window
+	 * (at evaluation) or is recycled, whichever comes first.
+	 */
+	struct sketch *totals;	 /* nsketches */
+	int64_t floor;
+	/* The bucket written last (events come in runs of the same second):
+	 * saves two divisions per event. */
+	int64_t hot_start_us;	 /* its first µs, or INT64_MAX */
+	size_t hot_slot;
 };
 
 struct window_shape {
@@ -140,7 +152,7 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 double window_events(const struct window *w, const struct window_shape *s, int64_t now_us);
 /* Value of aggregate i over the window ending at now_us; NaN when undefined
  * (no values, a ratio over nothing). scratch is a sketch/hll workspace. */
-double window_agg(const struct window *w, const struct window_shape *s, unsigned i,
+double window_agg(struct window *w, const struct window_shape *s, unsigned i,
 		  int64_t now_us, struct sketch *sk_scratch, struct hll *hll_scratch);
 
 #endif

@@ -60,13 +60,19 @@ int window_init(struct window *w, const struct window_shape *s)
 	const struct expr *e = s->expr;
 	memset(w, 0, sizeof *w);
 	w->newest = INT64_MIN;
+	w->floor = INT64_MIN;
+	w->hot_start_us = INT64_MAX;
 	w->epoch = malloc(s->nb * sizeof *w->epoch);
 	w->cells = malloc((size_t)s->nb * e->ncells * sizeof *w->cells);
-	if (e->nsketches)
+	if (e->nsketches) {
 		w->sketches = calloc((size_t)s->nb * e->nsketches, sizeof *w->sketches);
+		w->totals = calloc(e->nsketches, sizeof *w->totals);
+	}
 	if (e->nhlls)
 		w->hlls = calloc((size_t)s->nb * e->nhlls, sizeof *w->hlls);
-	if (!w->epoch || !w->cells || (e->nsketches && !w->sketches) || (e->nhlls && !w->hlls)) {
+	if (!w->epoch || !w->cells || (e->nsketches && (!w->sketches || !w->totals)) ||
+	    (e->nhlls && !w->hlls)) {
+		free(w->totals);
 		free(w->epoch);
 		free(w->cells);
 		free(w->sketches);
@@ -80,6 +86,8 @@ int window_init(struct window *w, const struct window_shape *s)
 	}
 	for (size_t i = 0; i < (size_t)s->nb * e->nsketches; i++)
 		sketch_init(&w->sketches[i]);
+	for (size_t i = 0; i < e->nsketches; i++)
+		sketch_init(&w->totals[i]);
 	for (size_t i = 0; i < (size_t)s->nb * e->nhlls; i++)
 		hll_init(&w->hlls[i]);
 	return 0;
@@ -90,8 +98,11 @@ void window_free(struct window *w, const struct window_shape *s)
 	const struct expr *e = s->expr;
 	for (size_t i = 0; w->sketches && i < (size_t)s->nb * e->nsketches; i++)
 		sketch_free(&w->sketches[i]);
+	for (size_t i = 0; w->totals && i < e->nsketches; i++)
+		sketch_free(&w->totals[i]);
 	for (size_t i = 0; w->hlls && i < (size_t)s->nb * e->nhlls; i++)
 		hll_free(&w->hlls[i]);
+	free(w->totals);
 	free(w->epoch);
 	free(w->cells);
 	free(w->sketches);
@@ -99,9 +110,20 @@ void window_free(struct window *w, const struct window_shape *s)
 	memset(w, 0, sizeof *w);
 }
 
+/* Take a bucket's sketches out of the running totals (if they are in). */
+static void untotal(struct window *w, const struct window_shape *s, size_t slot)
+{
+	const struct expr *e = s->expr;
+	if (!e->nsketches || w->epoch[slot] == INT64_MIN || w->epoch[slot] < w->floor)
+		return;
+	for (unsigned k = 0; k < e->nsketches; k++)
+		sketch_subtract(&w->totals[k], &w->sketches[slot * e->nsketches + k]);
+}
+
 static void recycle(struct window *w, const struct window_shape *s, size_t slot, int64_t bucket)
 {
 	const struct expr *e = s->expr;
+	untotal(w, s, slot);
 	w->epoch[slot] = bucket;
 	reset_cells(w->cells + slot * e->ncells, e);
 	for (unsigned k = 0; k < e->nsketches; k++)
@@ -117,8 +139,8 @@ static uint64_t value_hash(const struct parser_event *ev, int field)
 	return hll_hash(v.p ? v.p : "", v.p ? v.len : 0);
 }
 
-static void add_to(double *c, struct sketch *sk, struct hll *hl, const struct expr *e,
-		   struct parser_event *ev, pcre2_match_data *md)
+static void add_to(double *c, struct sketch *sk, struct sketch *totals, struct hll *hl,
+		   const struct expr *e, struct parser_event *ev, pcre2_match_data *md)
 {
 	c[0] += 1;
 	for (size_t i = 0; i < e->naggs; i++) {
@@ -170,6 +192,8 @@ static void add_to(double *c, struct sketch *sk, struct hll *hl, const struct ex
 				break;
 			case AGG_QUANTILE:
 				sketch_add(&sk[a->sketch], v);
+				if (totals)
+					sketch_add(&totals[a->sketch], v);
 				break;
 			default:
 				break;
@@ -182,6 +206,13 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 	       pcre2_match_data *md)
 {
 	const struct expr *e = s->expr;
+	if (ev->time_us >= w->hot_start_us && ev->time_us - w->hot_start_us < s->width_us) {
+		size_t hot = w->hot_slot;
+		add_to(w->cells + hot * e->ncells, w->sketches ? w->sketches + hot * e->nsketches : NULL,
+		       w->epoch[hot] >= w->floor ? w->totals : NULL,
+		       w->hlls ? w->hlls + hot * e->nhlls : NULL, e, ev, md);
+		return 0;
+	}
 	int64_t bucket = floor_div(ev->time_us, s->width_us);
 	if (w->newest != INT64_MIN && bucket <= w->newest - (int64_t)s->nb)
 		return -ERANGE;
@@ -193,8 +224,11 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 	}
 	if (bucket > w->newest)
 		w->newest = bucket;
+	w->hot_start_us = bucket * s->width_us;
+	w->hot_slot = slot;
 	add_to(w->cells + slot * e->ncells, w->sketches ? w->sketches + slot * e->nsketches : NULL,
-	       w->hlls ? w->hlls + slot * e->nhlls : NULL, e, ev, md);
+	       bucket >= w->floor ? w->totals : NULL, w->hlls ? w->hlls + slot * e->nhlls : NULL, e,
+	       ev, md);
 	return 0;
 }
 
@@ -223,7 +257,19 @@ double window_events(const struct window *w, const struct window_shape *s, int64
 	return events;
 }
 
-double window_agg(const struct window *w, const struct window_shape *s, unsigned i, int64_t now,
+/* Subtract from the totals every bucket that has left the window ending at now. */
+static void advance_floor(struct window *w, const struct window_shape *s, int64_t now)
+{
+	int64_t lo = floor_div(now, s->width_us) - (int64_t)s->nwin + 1;
+	if (lo <= w->floor)
+		return;
+	for (size_t slot = 0; slot < s->nb; slot++)
+		if (w->epoch[slot] != INT64_MIN && w->epoch[slot] >= w->floor && w->epoch[slot] < lo)
+			untotal(w, s, slot);
+	w->floor = lo;
+}
+
+double window_agg(struct window *w, const struct window_shape *s, unsigned i, int64_t now,
 		  struct sketch *sk, struct hll *hl)
 {
 	const struct expr *e = s->expr;
@@ -241,8 +287,8 @@ double window_agg(const struct window *w, const struct window_shape *s, unsigned
 		x1 = -INFINITY;
 		break;
 	case AGG_QUANTILE:
-		sketch_reset(sk);
-		break;
+		advance_floor(w, s, now);
+		return sketch_quantile(&w->totals[a->sketch], a->q);
 	case AGG_DISTINCT:
 		hll_reset(hl);
 		break;
@@ -266,9 +312,6 @@ double window_agg(const struct window *w, const struct window_shape *s, unsigned
 				x0 = c[0];
 				x1 = c[1];
 			}
-			break;
-		case AGG_QUANTILE:
-			sketch_merge(sk, &w->sketches[slot * e->nsketches + (unsigned)a->sketch]);
 			break;
 		case AGG_DISTINCT:
 			hll_merge(hl, &w->hlls[slot * e->nhlls + (unsigned)a->sketch]);
@@ -294,10 +337,10 @@ double window_agg(const struct window *w, const struct window_shape *s, unsigned
 		return isinf(x0) ? NAN : x0;
 	case AGG_LAST:
 		return x0;
-	case AGG_QUANTILE:
-		return sketch_quantile(sk, a->q);
 	case AGG_DISTINCT:
 		return hll_estimate(hl);
+	default:
+		break;
 	}
 	return NAN;
 }

@@ -1,1 +1,1330 @@
-/* placeholder: being written */
+/*
+ * config.c — klaxon.yml: loaded with kl_yaml (every node keeps its line and
+ * column), checked key by key, turned into struct config.
+ *
+ * Design and invariants:
+ * - One pass over the top-level keys in document order, then one pass that
+ *   resolves every source's parser (so `parsers:` may come before or after
+ *   `sources:`). Every problem is reported through the diag with the position
+ *   of the node at fault, and checking goes on to find the others; the result
+ *   is handed out only if the diag counted nothing new.
+ * - The YAML tree is never modified. `${NAME}` is substituted when a value is
+ *   read (get_str); the substituted copies live in the loading context until
+ *   the config has copied what it keeps. Messages quote the text as written in
+ *   the file (show), never a substituted value, so secrets taken from the
+ *   environment do not reach the terminal or the logs.
+ * - A built-in parser used by name gets one instance, shared by every source
+ *   that names it, and kept in c->parsers with the user-defined ones; the
+ *   config owns them all.
+ * - Caps: MAX_SOURCES, MAX_PARSERS, MAX_SINKS, MAX_RULE_FILES, so that a
+ *   hostile file costs bounded time (names are checked for duplicates by a
+ *   linear scan).
+ * - Paths of sources and jsonl sinks are kept as written (relative to the
+ *   working directory); rule_files globs are resolved against the config
+ *   file's directory, as documented in config.h.
+ */
+#include "src/config.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/kl_yaml.h"
+
+#define MAX_SOURCES    1024
+#define MAX_PARSERS    256
+#define MAX_SINKS      64
+#define MAX_RULE_FILES 4096
+#define MAX_LINE_MIN   (UINT64_C(1) << 10)
+#define MAX_LINE_MAX   (UINT64_C(64) << 20)
+#define MAX_LINE_DEF   ((size_t)64 << 10)
+
+struct subst {
+	const struct kl_ynode *node;
+	char *value;
+};
+
+/* A parser named under `parsers:` (whether or not it could be built). */
+struct declared {
+	char *name;
+	int line;
+};
+
+/* A source's `parser:` node, kept until the parsers are resolved. */
+struct pending_source {
+	const struct kl_ynode *parser_node;
+};
+
+struct ctx {
+	const char *file;
+	struct kl_diag *d;
+	struct config *c;
+	char *dir; /* the config file's directory */
+	struct subst *subst;
+	size_t nsubst, capsubst;
+	struct declared *declared; /* user parsers, built or not */
+	size_t ndeclared;
+	struct pending_source *pending; /* parallel to c->sources */
+};
+
+static void config_error(struct ctx *x, const struct kl_ynode *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void config_error(struct ctx *x, const struct kl_ynode *n, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	kl_diag_error(x->d, x->file, n ? n->line : 0, n ? n->col : 0, "%s", msg);
+}
+
+static void oom(struct ctx *x)
+{
+	kl_diag_error(x->d, x->file, 0, 0, "out of memory");
+}
+
+/* ------------------------------------------------------------------------- */
+/* Reading values */
+
+/* A scalar's text as written, for messages: at most 80 bytes, anything not
+ * printable shown as '?'. Returns buf. */
+static const char *show(const struct kl_ynode *n, char *buf, size_t size)
+{
+	size_t i, o = 0;
+
+	if (!n || n->type != KL_Y_SCALAR) {
+		snprintf(buf, size, "%s", kl_ynode_kind(n));
+		return buf;
+	}
+	for (i = 0; i < n->len && o + 4 < size && o < 80; i++) {
+		unsigned char ch = (unsigned char)n->str[i];
+		buf[o++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	if (i < n->len) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+static const char *kind(const struct kl_ynode *n)
+{
+	return kl_ynode_is_null(n) ? "an empty value" : kl_ynode_kind(n);
+}
+
+static bool env_name_start(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '_';
+}
+
+static bool env_name_char(char ch)
+{
+	return env_name_start(ch) || (ch >= '0' && ch <= '9');
+}
+
+/*
+ * Replace every ${NAME} (NAME: [A-Za-z_][A-Za-z0-9_]*) in s by the variable's
+ * value. Anything else, "${" included, stays as written. *out is NULL when
+ * there was nothing to replace. Returns 0, -ENOENT (reported), -ENOMEM.
+ */
+static int substitute(struct ctx *x, const struct kl_ynode *n, char **out)
+{
+	const char *s = n->str;
+	struct kl_buf b = { 0 };
+	size_t i = 0, done = 0;
+	bool any = false;
+	int rc = 0;
+
+	*out = NULL;
+	while (i + 1 < n->len) {
+		if (s[i] != '$' || s[i + 1] != '{') {
+			i++;
+			continue;
+		}
+		size_t j = i + 2;
+		if (j >= n->len || !env_name_start(s[j])) {
+			i++;
+			continue;
+		}
+		while (j < n->len && env_name_char(s[j]))
+			j++;
+		if (j >= n->len || s[j] != '}') {
+			i++;
+			continue;
+		}
+		char name[256];
+		size_t nlen = j - i - 2;
+		if (nlen >= sizeof name) {
+			i++;
+			continue;
+		}
+		memcpy(name, s + i + 2, nlen);
+		name[nlen] = '\0';
+		const char *val = getenv(name);
+		if (!val) {
+			config_error(x, n, "environment variable '%s' is not set", name);
+			rc = -ENOENT;
+			goto fail;
+		}
+		if (kl_buf_append(&b, s + done, i - done) < 0 || kl_buf_append_str(&b, val) < 0) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		any = true;
+		i = done = j + 1;
+	}
+	if (!any)
+		return 0;
+	if (kl_buf_append(&b, s + done, n->len - done) < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	*out = b.p;
+	return 0;
+fail:
+	if (rc == -ENOMEM)
+		oom(x);
+	kl_buf_free(&b);
+	return rc;
+}
+
+/*
+ * The value of scalar n with ${NAME} substituted, owned by the context, or
+ * NULL after reporting: not a scalar, empty, holding a NUL byte, an unset
+ * variable. what ("a string", "a duration") and key name it in messages.
+ */
+static const char *get_str(struct ctx *x, const struct kl_ynode *n, const char *what,
+			   const char *key)
+{
+	if (!n || n->type != KL_Y_SCALAR || kl_ynode_is_null(n)) {
+		config_error(x, n, "expected %s for '%s', found %s", what, key, kind(n));
+		return NULL;
+	}
+	if (memchr(n->str, '\0', n->len)) {
+		config_error(x, n, "'%s' contains a NUL byte", key);
+		return NULL;
+	}
+	for (size_t i = 0; i < x->nsubst; i++)
+		if (x->subst[i].node == n)
+			return x->subst[i].value;
+	char *v;
+	if (substitute(x, n, &v) < 0)
+		return NULL;
+	if (!v)
+		return n->str;
+	if (x->nsubst == x->capsubst) {
+		size_t ncap = x->capsubst ? x->capsubst * 2 : 8;
+		struct subst *ns = realloc(x->subst, ncap * sizeof *ns);
+		if (!ns) {
+			free(v);
+			oom(x);
+			return NULL;
+		}
+		x->subst = ns;
+		x->capsubst = ncap;
+	}
+	x->subst[x->nsubst++] = (struct subst){ n, v };
+	return v;
+}
+
+/* get_str, then a heap copy (the config keeps it). */
+static char *dup_str(struct ctx *x, const struct kl_ynode *n, const char *what, const char *key)
+{
+	const char *s = get_str(x, n, what, key);
+	if (!s)
+		return NULL;
+	char *p = kl_strndup(s, strlen(s));
+	if (!p)
+		oom(x);
+	return p;
+}
+
+/* n must be a list (or an empty value, taken as an empty list). */
+static bool want_list(struct ctx *x, const struct kl_ynode *n, const char *key)
+{
+	if (n->type == KL_Y_SEQ || kl_ynode_is_null(n))
+		return true;
+	config_error(x, n, "expected a list for '%s', found %s", key, kind(n));
+	return false;
+}
+
+static bool want_map(struct ctx *x, const struct kl_ynode *n, const char *key)
+{
+	if (n->type == KL_Y_MAP)
+		return true;
+	config_error(x, n, "expected a mapping for '%s', found %s", key, kind(n));
+	return false;
+}
+
+static size_t list_len(const struct kl_ynode *n)
+{
+	return n->type == KL_Y_SEQ ? n->n : 0;
+}
+
+/* "a, b, c" from a NULL-terminated list of names. */
+static const char *join(const char *const *names, char *buf, size_t size)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; names[i]; i++) {
+		int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", names[i]);
+		if (w < 0 || (size_t)w >= size - used)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
+static bool key_is(const struct kl_ynode *k, const char *name)
+{
+	return k->type == KL_Y_SCALAR && strlen(name) == k->len && memcmp(k->str, name, k->len) == 0;
+}
+
+/* The index of key k in names, or -1 (after reporting it as unknown, in a
+ * section described by where: "", " in source 'nginx'"). */
+static int known_key(struct ctx *x, const struct kl_ynode *k, const char *const *names,
+		     const char *where)
+{
+	for (int i = 0; names[i]; i++)
+		if (key_is(k, names[i]))
+			return i;
+	char shown[96], list[512];
+	config_error(x, k, "unknown key '%s'%s; expected one of: %s", show(k, shown, sizeof shown),
+		     where, join(names, list, sizeof list));
+	return -1;
+}
+
+/* Names of sources, parsers and sinks: [A-Za-z0-9_-]+, at most 64 bytes. */
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		      ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* The `name:` of an entry of a list of `what`s; NULL after reporting. */
+static char *entry_name(struct ctx *x, const struct kl_ynode *item, const char *what)
+{
+	const struct kl_ynode *n = kl_ymap_get(item, "name");
+	if (!n) {
+		config_error(x, item, "%s is missing 'name'", what);
+		return NULL;
+	}
+	char *name = dup_str(x, n, "a name", "name");
+	if (!name)
+		return NULL;
+	if (!valid_name(name)) {
+		char shown[96];
+		config_error(x, n, "invalid %s name '%s'; use 1 to 64 letters, digits, '_' and '-'",
+			     what, show(n, shown, sizeof shown));
+		free(name);
+		return NULL;
+	}
+	return name;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Top-level scalars */
+
+static void load_state_dir(struct ctx *x, const struct kl_ynode *v)
+{
+	char *s = dup_str(x, v, "a directory", "state_dir");
+	if (!s)
+		return;
+	free(x->c->state_dir);
+	x->c->state_dir = s;
+}
+
+/* HOST:PORT, [V6]:PORT; the port 1..65535. */
+static bool valid_listen(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t port;
+	if (!colon || colon == s)
+		return false;
+	if (s[0] == '[' && colon[-1] != ']')
+		return false;
+	if (kl_parse_u64(colon + 1, strlen(colon + 1), &port) < 0)
+		return false;
+	return port >= 1 && port <= 65535;
+}
+
+static void load_listen(struct ctx *x, const struct kl_ynode *v)
+{
+	char *s = dup_str(x, v, "an address", "listen");
+	if (!s)
+		return;
+	if (!valid_listen(s)) {
+		char shown[96];
+		config_error(x, v,
+			     "invalid address '%s' for 'listen'; expected HOST:PORT (e.g. 127.0.0.1:9731)",
+			     show(v, shown, sizeof shown));
+		free(s);
+		return;
+	}
+	free(x->c->listen);
+	x->c->listen = s;
+}
+
+static void load_eval_interval(struct ctx *x, const struct kl_ynode *v)
+{
+	const char *s = get_str(x, v, "a duration", "eval_interval");
+	int64_t us;
+	char shown[96];
+	if (!s)
+		return;
+	if (kl_parse_duration_us(s, strlen(s), &us) < 0) {
+		config_error(x, v,
+			     "invalid duration '%s' for 'eval_interval'; expected a number with a "
+			     "unit: us, ms, s, m, h, d, w (e.g. 500ms, 1m30s)",
+			     show(v, shown, sizeof shown));
+		return;
+	}
+	if (us <= 0) {
+		config_error(x, v, "'eval_interval' must be more than 0");
+		return;
+	}
+	x->c->eval_interval_us = us;
+}
+
+/* ------------------------------------------------------------------------- */
+/* rule_files */
+
+static int add_rule_file(struct ctx *x, const char *path)
+{
+	struct config *c = x->c;
+	if (c->nrule_files == MAX_RULE_FILES)
+		return -E2BIG;
+	char **nf = realloc(c->rule_files, (c->nrule_files + 1) * sizeof *nf);
+	if (!nf)
+		return -ENOMEM;
+	c->rule_files = nf;
+	c->rule_files[c->nrule_files] = kl_strndup(path, strlen(path));
+	if (!c->rule_files[c->nrule_files])
+		return -ENOMEM;
+	c->nrule_files++;
+	return 0;
+}
+
+/* pattern, made relative to the config's directory (whose glob
+ * metacharacters are escaped). Heap string or NULL. */
+static char *resolve_glob(const struct ctx *x, const char *pattern)
+{
+	struct kl_buf b = { 0 };
+	if (pattern[0] != '/' && strcmp(x->dir, ".") != 0) {
+		for (const char *p = x->dir; *p; p++) {
+			if (strchr("*?[]\\", *p) && kl_buf_append(&b, "\\", 1) < 0)
+				goto fail;
+			if (kl_buf_append(&b, p, 1) < 0)
+				goto fail;
+		}
+		if (b.len && b.p[b.len - 1] != '/' && kl_buf_append(&b, "/", 1) < 0)
+			goto fail;
+	}
+	if (kl_buf_append_str(&b, pattern) < 0)
+		goto fail;
+	return b.p;
+fail:
+	kl_buf_free(&b);
+	return NULL;
+}
+
+static void load_rule_glob(struct ctx *x, const struct kl_ynode *n)
+{
+	const char *pattern = get_str(x, n, "a path or glob", "rule_files");
+	char shown[96];
+	glob_t g;
+	if (!pattern)
+		return;
+	char *full = resolve_glob(x, pattern);
+	if (!full) {
+		oom(x);
+		return;
+	}
+	int grc = glob(full, GLOB_MARK, NULL, &g);
+	free(full);
+	if (grc == GLOB_NOSPACE) {
+		oom(x);
+		return;
+	}
+	if (grc == GLOB_ABORTED) {
+		config_error(x, n, "rule_files: cannot read the directories of '%s'",
+			     show(n, shown, sizeof shown));
+		return;
+	}
+	size_t found = 0;
+	for (size_t i = 0; grc == 0 && i < g.gl_pathc; i++) {
+		const char *p = g.gl_pathv[i];
+		size_t len = strlen(p);
+		if (len && p[len - 1] == '/')
+			continue; /* a directory (GLOB_MARK) */
+		int rc = add_rule_file(x, p);
+		if (rc == -E2BIG) {
+			config_error(x, n, "rule_files: more than %d files", MAX_RULE_FILES);
+			break;
+		}
+		if (rc < 0) {
+			oom(x);
+			break;
+		}
+		found++;
+	}
+	if (grc == 0)
+		globfree(&g);
+	if (found == 0 && (grc == 0 || grc == GLOB_NOMATCH))
+		config_error(x, n, "rule_files: no file matches '%s'", show(n, shown, sizeof shown));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void load_rule_files(struct ctx *x, const struct kl_ynode *v)
+{
+	if (v->type == KL_Y_SCALAR && !kl_ynode_is_null(v)) {
+		load_rule_glob(x, v);
+	} else if (v->type == KL_Y_SEQ) {
+		for (size_t i = 0; i < v->n; i++) {
+			if (v->items[i]->type != KL_Y_SCALAR) {
+				config_error(x, v->items[i],
+					     "expected a path or glob for each entry of 'rule_files', found %s",
+					     kind(v->items[i]));
+				continue;
+			}
+			load_rule_glob(x, v->items[i]);
+		}
+	} else if (!kl_ynode_is_null(v)) {
+		config_error(x, v, "expected a path or a list of paths for 'rule_files', found %s",
+			     kind(v));
+	}
+	/* sorted, each file once */
+	struct config *c = x->c;
+	if (c->nrule_files > 1) {
+		qsort(c->rule_files, c->nrule_files, sizeof *c->rule_files, cmp_str);
+		size_t o = 1;
+		for (size_t i = 1; i < c->nrule_files; i++) {
+			if (strcmp(c->rule_files[i], c->rule_files[o - 1]) == 0)
+				free(c->rule_files[i]);
+			else
+				c->rule_files[o++] = c->rule_files[i];
+		}
+		c->nrule_files = o;
+	}
+}
+
+/* ------------------------------------------------------------------------- */
+/* parsers */
+
+/* The nodes of one `parsers:` entry, for placing parser_new's messages. */
+struct parser_nodes {
+	const struct kl_ynode *item, *type, *regex, *types, *time, *time_field, *time_format;
+};
+
+static int add_parser(struct ctx *x, char *name, struct parser *p, const struct kl_ynode *at)
+{
+	struct config *c = x->c;
+	struct config_parser *np = realloc(c->parsers, (c->nparsers + 1) * sizeof *np);
+	if (!np)
+		return -ENOMEM;
+	c->parsers = np;
+	c->parsers[c->nparsers++] = (struct config_parser){
+		.name = name, .parser = p, .line = at->line, .col = at->col
+	};
+	return 0;
+}
+
+/* The key node of types: named by a parser_new message "types: 'NAME' ...". */
+static const struct kl_ynode *types_key_in(const struct kl_ynode *types, const char *msg)
+{
+	const char *q = strchr(msg, '\'');
+	const char *e = q ? strchr(q + 1, '\'') : NULL;
+	if (!types || types->type != KL_Y_MAP || !e)
+		return types;
+	size_t len = (size_t)(e - q - 1);
+	for (size_t i = 0; i < types->n; i++) {
+		const struct kl_ynode *k = types->keys[i];
+		if (k->len == len && memcmp(k->str, q + 1, len) == 0)
+			return k;
+	}
+	return types;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Report parser_new's message where it belongs. Regex errors point at the
+ * failing byte when the regex is written on one line (best effort: escapes in
+ * a quoted scalar shift the column). */
+static void parser_new_error(struct ctx *x, const struct parser_nodes *pn, const char *name,
+			     const char *msg, int erroff)
+{
+	const struct kl_ynode *at = pn->item;
+	int line, col;
+
+	if (starts_with(msg, "types:"))
+		at = types_key_in(pn->types, msg);
+	else if (starts_with(msg, "time.field") && pn->time_field)
+		at = pn->time_field;
+	else if (starts_with(msg, "time.format") && pn->time_format)
+		at = pn->time_format;
+	else if (starts_with(msg, "time") && pn->time)
+		at = pn->time;
+	else if (starts_with(msg, "regex") && pn->regex)
+		at = pn->regex;
+	else if ((starts_with(msg, "unknown built-in") || starts_with(msg, "built-in")) && pn->type)
+		at = pn->type;
+	if (!at)
+		at = pn->item;
+	line = at->line;
+	col = at->col;
+	if (at == pn->regex && erroff >= 0 && !memchr(pn->regex->str, '\n', pn->regex->len)) {
+		long c = (long)col + erroff + (pn->regex->plain ? 0 : 1);
+		col = c > INT32_MAX ? INT32_MAX : (int)c;
+	}
+	kl_diag_error(x->d, x->file, line, col, "parser '%s': %s", name, msg);
+}
+
+static const char *const parser_keys[] = { "name", "type", "regex", "types", "time", NULL };
+static const char *const time_keys[] = { "field", "format", NULL };
+static const char *const type_names[] = { "int", "float", "seconds", "ms", "string", NULL };
+
+/* types: {field: int|float|seconds|ms|string} → specs (names point into the
+ * tree). Returns the count, or -1 after reporting. */
+static int load_types(struct ctx *x, const struct kl_ynode *v, struct parser_field_spec **out)
+{
+	struct parser_field_spec *specs;
+	int bad = 0;
+
+	*out = NULL;
+	if (!want_map(x, v, "types"))
+		return -1;
+	if (v->n == 0)
+		return 0;
+	specs = calloc(v->n, sizeof *specs);
+	if (!specs) {
+		oom(x);
+		return -1;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const struct kl_ynode *k = v->keys[i], *t = v->items[i];
+		char shown[96], field[96], list[128];
+		if (memchr(k->str, '\0', k->len)) {
+			config_error(x, k, "'types' has a field name with a NUL byte");
+			bad = 1;
+			continue;
+		}
+		specs[i].name = k->str;
+		const char *tn = get_str(x, t, "a type", k->str);
+		if (!tn) {
+			bad = 1;
+			continue;
+		}
+		if (parser_type_from_name(tn, &specs[i].type) < 0) {
+			config_error(x, t, "unknown type '%s' for field '%s'; expected one of: %s",
+				     show(t, shown, sizeof shown), show(k, field, sizeof field),
+				     join(type_names, list, sizeof list));
+			bad = 1;
+		}
+	}
+	if (bad) {
+		free(specs);
+		return -1;
+	}
+	*out = specs;
+	return (int)v->n;
+}
+
+/* time: {field: F, format: FMT}. false after reporting. */
+static bool load_time(struct ctx *x, const struct kl_ynode *v, struct parser_nodes *pn,
+		      struct parser_spec *spec)
+{
+	bool ok = true;
+	if (!want_map(x, v, "time"))
+		return false;
+	for (size_t i = 0; i < v->n; i++) {
+		int k = known_key(x, v->keys[i], time_keys, " in 'time'");
+		if (k < 0) {
+			ok = false;
+			continue;
+		}
+		const struct kl_ynode *val = v->items[i];
+		const char *s = get_str(x, val, k == 0 ? "a field name" : "a time format",
+					time_keys[k]);
+		if (!s) {
+			ok = false;
+			continue;
+		}
+		if (k == 0) {
+			pn->time_field = val;
+			spec->time_field = s;
+		} else {
+			pn->time_format = val;
+			spec->time_format = s;
+		}
+	}
+	return ok;
+}
+
+static const struct declared *find_declared(const struct ctx *x, const char *name)
+{
+	for (size_t i = 0; i < x->ndeclared; i++)
+		if (strcmp(x->declared[i].name, name) == 0)
+			return &x->declared[i];
+	return NULL;
+}
+
+static void load_parser(struct ctx *x, const struct kl_ynode *item)
+{
+	struct parser_nodes pn = { .item = item };
+	struct parser_spec spec = { 0 };
+	struct parser_field_spec *types = NULL;
+	const struct declared *first;
+	char err[512];
+	bool ok = true;
+	int erroff = -1;
+
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'parsers', found %s",
+			     kind(item));
+		return;
+	}
+	char *name = entry_name(x, item, "parser");
+	const struct kl_ynode *name_node = kl_ymap_get(item, "name");
+	if (name) {
+		if (parser_builtin_exists(name)) {
+			config_error(x, name_node,
+				     "parser name '%s' is a built-in parser; choose another name",
+				     name);
+			ok = false;
+		} else if ((first = find_declared(x, name))) {
+			config_error(x, name_node, "duplicate parser name '%s' (first at line %d)",
+				     name, first->line);
+			ok = false;
+		} else {
+			char *copy = kl_strndup(name, strlen(name));
+			if (!copy) {
+				oom(x);
+				ok = false;
+			} else {
+				x->declared[x->ndeclared++] = (struct declared){ copy, name_node->line };
+			}
+		}
+	} else {
+		ok = false;
+	}
+	for (size_t i = 0; i < item->n; i++) {
+		const struct kl_ynode *v = item->items[i];
+		char where[96];
+		snprintf(where, sizeof where, " in parser '%s'", name ? name : "?");
+		switch (known_key(x, item->keys[i], parser_keys, where)) {
+		case 0: /* name */
+			break;
+		case 1: /* type */
+			pn.type = v;
+			spec.type = get_str(x, v, "a built-in parser name", "type");
+			ok &= spec.type != NULL;
+			break;
+		case 2: /* regex */
+			pn.regex = v;
+			spec.regex = get_str(x, v, "a regex", "regex");
+			ok &= spec.regex != NULL;
+			break;
+		case 3: { /* types */
+			pn.types = v;
+			int n = load_types(x, v, &types);
+			if (n < 0)
+				ok = false;
+			else
+				spec.ntypes = (size_t)n;
+			spec.types = types;
+			break;
+		}
+		case 4: /* time */
+			pn.time = v;
+			ok &= load_time(x, v, &pn, &spec);
+			break;
+		default:
+			ok = false;
+			break;
+		}
+	}
+	if (!ok)
+		goto out;
+	spec.name = name;
+	struct parser *p = parser_new(&spec, err, sizeof err, &erroff);
+	if (!p) {
+		parser_new_error(x, &pn, name, err[0] ? err : "cannot build the parser", erroff);
+		goto out;
+	}
+	if (add_parser(x, name, p, name_node) < 0) {
+		parser_free(p);
+		oom(x);
+		goto out;
+	}
+	name = NULL; /* owned by c->parsers */
+out:
+	free(types);
+	free(name);
+}
+
+static void load_parsers(struct ctx *x, const struct kl_ynode *v)
+{
+	if (!want_list(x, v, "parsers"))
+		return;
+	size_t n = list_len(v);
+	if (n > MAX_PARSERS) {
+		config_error(x, v, "too many parsers (%zu); at most %d", n, MAX_PARSERS);
+		return;
+	}
+	struct declared *nd = realloc(x->declared, (x->ndeclared + n + 1) * sizeof *nd);
+	if (!nd) {
+		oom(x);
+		return;
+	}
+	x->declared = nd;
+	for (size_t i = 0; i < n; i++)
+		load_parser(x, v->items[i]);
+}
+
+/* ------------------------------------------------------------------------- */
+/* sources */
+
+static const char *const source_keys[] = { "name", "path", "parser", "from", "max_line",
+					   "multiline", NULL };
+
+static void source_max_line(struct ctx *x, struct config_source *s, const struct kl_ynode *v)
+{
+	const char *str = get_str(x, v, "a size", "max_line");
+	char shown[96];
+	uint64_t sz;
+	if (!str)
+		return;
+	if (kl_parse_size(str, strlen(str), &sz) < 0) {
+		config_error(x, v,
+			     "invalid size '%s' for 'max_line'; expected a number of bytes with an "
+			     "optional unit: B, KB, MB, GB, KiB, MiB, GiB (e.g. 64KiB)",
+			     show(v, shown, sizeof shown));
+		return;
+	}
+	if (sz < MAX_LINE_MIN || sz > MAX_LINE_MAX) {
+		config_error(x, v, "'max_line' must be between 1KiB and 64MiB, found '%s'",
+			     show(v, shown, sizeof shown));
+		return;
+	}
+	s->max_line = (size_t)sz;
+}
+
+static void source_from(struct ctx *x, struct config_source *s, const struct kl_ynode *v)
+{
+	const char *str = get_str(x, v, "'beginning' or 'end'", "from");
+	char shown[96];
+	if (!str)
+		return;
+	if (strcmp(str, "beginning") == 0)
+		s->from_beginning = true;
+	else if (strcmp(str, "end") == 0)
+		s->from_beginning = false;
+	else
+		config_error(x, v, "invalid value '%s' for 'from'; expected 'beginning' or 'end'",
+			     show(v, shown, sizeof shown));
+}
+
+/* Fills s (already zeroed, in c->sources). */
+static void load_source(struct ctx *x, struct config_source *s, struct pending_source *ps,
+			const struct kl_ynode *item)
+{
+	struct config *c = x->c;
+
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'sources', found %s",
+			     kind(item));
+		return;
+	}
+	s->line = item->line;
+	s->col = item->col;
+	s->max_line = MAX_LINE_DEF;
+	s->name = entry_name(x, item, "source");
+	const struct kl_ynode *name_node = kl_ymap_get(item, "name");
+	if (s->name) {
+		/* the sources before this one are complete */
+		for (struct config_source *o = c->sources; o < s; o++) {
+			if (o->name && strcmp(o->name, s->name) == 0) {
+				config_error(x, name_node,
+					     "duplicate source name '%s' (first at line %d)",
+					     s->name, o->line);
+				break;
+			}
+		}
+	}
+	const char *label = s->name ? s->name : "?";
+	for (size_t i = 0; i < item->n; i++) {
+		const struct kl_ynode *v = item->items[i];
+		char where[96];
+		snprintf(where, sizeof where, " in source '%s'", label);
+		switch (known_key(x, item->keys[i], source_keys, where)) {
+		case 0: /* name */
+			break;
+		case 1: /* path */
+			s->path = dup_str(x, v, "a path or glob", "path");
+			break;
+		case 2: /* parser */
+			ps->parser_node = v;
+			s->parser_name = dup_str(x, v, "a parser name", "parser");
+			break;
+		case 3:
+			source_from(x, s, v);
+			break;
+		case 4:
+			source_max_line(x, s, v);
+			break;
+		case 5: /* multiline: a later issue */
+			if (want_map(x, v, "multiline"))
+				kl_log(KL_LOG_WARN,
+				       "config: source '%s': 'multiline' is not implemented in this "
+				       "version and is ignored",
+				       label);
+			break;
+		default:
+			break;
+		}
+	}
+	if (!kl_ymap_get(item, "path"))
+		config_error(x, item, "source '%s' is missing 'path'", label);
+	if (!kl_ymap_get(item, "parser"))
+		config_error(x, item,
+			     "source '%s' is missing 'parser' (a built-in such as nginx_combined, "
+			     "or one from 'parsers:')",
+			     label);
+}
+
+static void load_sources(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "sources"))
+		return;
+	size_t n = list_len(v);
+	if (n == 0)
+		return;
+	if (n > MAX_SOURCES) {
+		config_error(x, v, "too many sources (%zu); at most %d", n, MAX_SOURCES);
+		return;
+	}
+	c->sources = calloc(n, sizeof *c->sources);
+	x->pending = calloc(n, sizeof *x->pending);
+	if (!c->sources || !x->pending) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		c->nsources++;
+		load_source(x, &c->sources[i], &x->pending[i], v->items[i]);
+	}
+}
+
+static struct config_parser *parser_by_name(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nparsers; i++)
+		if (strcmp(c->parsers[i].name, name) == 0)
+			return &c->parsers[i];
+	return NULL;
+}
+
+/* A built-in by name: one instance, created on first use. */
+static struct config_parser *builtin_instance(struct ctx *x, const char *name,
+					      const struct kl_ynode *at)
+{
+	struct parser_spec spec = { .name = name, .type = name };
+	char err[512];
+	int erroff;
+	struct parser *p = parser_new(&spec, err, sizeof err, &erroff);
+	if (!p) {
+		config_error(x, at, "built-in parser '%s': %s", name, err);
+		return NULL;
+	}
+	char *copy = kl_strndup(name, strlen(name));
+	if (!copy || add_parser(x, copy, p, at) < 0) {
+		free(copy);
+		parser_free(p);
+		oom(x);
+		return NULL;
+	}
+	return &x->c->parsers[x->c->nparsers - 1];
+}
+
+static void resolve_parsers(struct ctx *x)
+{
+	struct config *c = x->c;
+	for (size_t i = 0; i < c->nsources; i++) {
+		struct config_source *s = &c->sources[i];
+		const struct kl_ynode *at = x->pending[i].parser_node;
+		if (!s->parser_name)
+			continue;
+		struct config_parser *cp = parser_by_name(c, s->parser_name);
+		if (!cp && parser_builtin_exists(s->parser_name))
+			cp = builtin_instance(x, s->parser_name, at);
+		else if (!cp && !find_declared(x, s->parser_name)) {
+			char shown[96], builtins[256], users[512] = "";
+			size_t used = 0;
+			for (size_t k = 0; k < x->ndeclared; k++) {
+				int w = snprintf(users + used, sizeof users - used, "%s%s",
+						 k ? ", " : "", x->declared[k].name);
+				if (w < 0 || (size_t)w >= sizeof users - used)
+					break;
+				used += (size_t)w;
+			}
+			join(parser_builtin_names(), builtins, sizeof builtins);
+			if (x->ndeclared)
+				config_error(x, at,
+					     "unknown parser '%s' for source '%s'; expected a built-in "
+					     "(%s) or one from 'parsers:' (%s)",
+					     show(at, shown, sizeof shown), s->name ? s->name : "?",
+					     builtins, users);
+			else
+				config_error(x, at,
+					     "unknown parser '%s' for source '%s'; expected a built-in "
+					     "(%s) or one defined under 'parsers:'",
+					     show(at, shown, sizeof shown), s->name ? s->name : "?",
+					     builtins);
+		}
+		/* declared but not built: its problem has been reported already */
+		if (cp)
+			s->parser = cp->parser;
+	}
+}
+
+/* ------------------------------------------------------------------------- */
+/* sinks */
+
+static const char *const sink_keys[] = { "name", "type", "path", "what", NULL };
+static const char *const later_sink_types[] = { "slack",	"webhook", "discord",
+						"teams",	"alertmanager", NULL };
+
+/* type: stdout | jsonl. false after reporting. */
+static bool sink_type(struct ctx *x, struct config_sink *s, const struct kl_ynode *v)
+{
+	const char *t = get_str(x, v, "a sink type", "type");
+	char shown[96];
+	if (!t)
+		return false;
+	if (strcmp(t, "stdout") == 0) {
+		s->type = CONFIG_SINK_STDOUT;
+		return true;
+	}
+	if (strcmp(t, "jsonl") == 0) {
+		s->type = CONFIG_SINK_JSONL;
+		return true;
+	}
+	for (size_t i = 0; later_sink_types[i]; i++) {
+		if (strcmp(t, later_sink_types[i]) == 0) {
+			config_error(x, v,
+				     "sink type '%s' is not available in this version; available: "
+				     "stdout, jsonl",
+				     show(v, shown, sizeof shown));
+			return false;
+		}
+	}
+	config_error(x, v, "unknown sink type '%s'; available: stdout, jsonl",
+		     show(v, shown, sizeof shown));
+	return false;
+}
+
+static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynode *item)
+{
+	struct config *c = x->c;
+	const struct kl_ynode *path = NULL, *what = NULL;
+	char shown[96];
+
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'sinks', found %s",
+			     kind(item));
+		return;
+	}
+	s->line = item->line;
+	s->col = item->col;
+	s->name = entry_name(x, item, "sink");
+	const struct kl_ynode *name_node = kl_ymap_get(item, "name");
+	if (s->name) {
+		for (struct config_sink *o = c->sinks; o < s; o++) {
+			if (o->name && strcmp(o->name, s->name) == 0) {
+				config_error(x, name_node, "duplicate sink name '%s' (first at line %d)",
+					     s->name, o->line);
+				break;
+			}
+		}
+	}
+	const char *label = s->name ? s->name : "?";
+	const struct kl_ynode *type = kl_ymap_get(item, "type");
+	bool typed = false;
+	for (size_t i = 0; i < item->n; i++) {
+		char where[96];
+		snprintf(where, sizeof where, " in sink '%s'", label);
+		switch (known_key(x, item->keys[i], sink_keys, where)) {
+		case 1:
+			typed = sink_type(x, s, item->items[i]);
+			break;
+		case 2:
+			path = item->items[i];
+			break;
+		case 3:
+			what = item->items[i];
+			break;
+		default:
+			break;
+		}
+	}
+	if (!type) {
+		config_error(x, item, "sink '%s' is missing 'type' (stdout or jsonl)", label);
+		return;
+	}
+	if (!typed)
+		return;
+	if (s->type == CONFIG_SINK_STDOUT) {
+		if (path)
+			config_error(x, path, "'path' is not used by a stdout sink");
+		if (what)
+			config_error(x, what, "'what' is not used by a stdout sink");
+		return;
+	}
+	if (!path) {
+		config_error(x, item, "sink '%s' is missing 'path' (the file a jsonl sink writes)",
+			     label);
+	} else {
+		s->path = dup_str(x, path, "a path", "path");
+	}
+	if (what) {
+		const char *w = get_str(x, what, "'events' or 'alerts'", "what");
+		if (w && strcmp(w, "events") == 0)
+			s->events = true;
+		else if (w && strcmp(w, "alerts") != 0)
+			config_error(x, what,
+				     "invalid value '%s' for 'what'; expected 'events' or 'alerts'",
+				     show(what, shown, sizeof shown));
+	}
+}
+
+static void load_sinks(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "sinks"))
+		return;
+	size_t n = list_len(v);
+	if (n == 0)
+		return;
+	if (n > MAX_SINKS) {
+		config_error(x, v, "too many sinks (%zu); at most %d", n, MAX_SINKS);
+		return;
+	}
+	c->sinks = calloc(n, sizeof *c->sinks);
+	if (!c->sinks) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		c->nsinks++;
+		load_sink(x, &c->sinks[i], v->items[i]);
+	}
+}
+
+/* ------------------------------------------------------------------------- */
+/* The whole file */
+
+static const char *const top_keys[] = { "state_dir", "listen",	"eval_interval", "rule_files",
+					"sources",   "parsers", "sinks",	 "redis",
+					"probes",    "routes",	"notify",	 "rotate",
+					"inhibit",   NULL };
+enum { FIRST_RESERVED = 7 };
+
+static int set_defaults(struct config *c)
+{
+	c->state_dir = kl_strndup("/var/lib/klaxon", strlen("/var/lib/klaxon"));
+	c->listen = kl_strndup("127.0.0.1:9731", strlen("127.0.0.1:9731"));
+	c->eval_interval_us = 1000000;
+	return c->state_dir && c->listen ? 0 : -ENOMEM;
+}
+
+static int default_sink(struct config *c)
+{
+	c->sinks = calloc(1, sizeof *c->sinks);
+	if (!c->sinks)
+		return -ENOMEM;
+	c->sinks[0].name = kl_strndup("stdout", 6);
+	if (!c->sinks[0].name)
+		return -ENOMEM;
+	c->sinks[0].type = CONFIG_SINK_STDOUT;
+	c->nsinks = 1;
+	return 0;
+}
+
+static void load_root(struct ctx *x, const struct kl_ynode *root)
+{
+	if (root->type != KL_Y_MAP) {
+		config_error(x, root, "expected a mapping at the top level, found %s", kind(root));
+		return;
+	}
+	for (size_t i = 0; i < root->n; i++) {
+		const struct kl_ynode *v = root->items[i];
+		int k = known_key(x, root->keys[i], top_keys, "");
+		switch (k) {
+		case 0: load_state_dir(x, v); break;
+		case 1: load_listen(x, v); break;
+		case 2: load_eval_interval(x, v); break;
+		case 3: load_rule_files(x, v); break;
+		case 4: load_sources(x, v); break;
+		case 5: load_parsers(x, v); break;
+		case 6: load_sinks(x, v); break;
+		default:
+			if (k >= FIRST_RESERVED)
+				kl_log(KL_LOG_WARN,
+				       "config: '%s' is not implemented in this version and is ignored",
+				       top_keys[k]);
+			break;
+		}
+	}
+	resolve_parsers(x);
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return kl_strndup(".", 1);
+	if (slash == path)
+		return kl_strndup("/", 1);
+	return kl_strndup(path, (size_t)(slash - path));
+}
+
+/* Check the tree and build the config. Takes the tree. */
+static int load_tree(const char *name, struct kl_ynode *root, struct config **out,
+		     struct kl_diag *d)
+{
+	struct kl_diag local = { .out = stderr };
+	struct ctx x = { .file = name, .d = d ? d : &local };
+	unsigned before = x.d->errors;
+	struct config *c = NULL;
+
+	if (!root)
+		return -EINVAL;
+	c = calloc(1, sizeof *c);
+	x.c = c;
+	x.dir = dir_of(name);
+	if (!c || !x.dir || set_defaults(c) < 0 || !(c->file = kl_strndup(name, strlen(name)))) {
+		oom(&x);
+		goto fail;
+	}
+	load_root(&x, root);
+	if (x.d->errors != before)
+		goto fail;
+	if (c->nsinks == 0 && default_sink(c) < 0) {
+		oom(&x);
+		goto fail;
+	}
+	for (size_t i = 0; i < x.nsubst; i++)
+		free(x.subst[i].value);
+	free(x.subst);
+	for (size_t i = 0; i < x.ndeclared; i++)
+		free(x.declared[i].name);
+	free(x.declared);
+	free(x.pending);
+	free(x.dir);
+	kl_yaml_free(root);
+	*out = c;
+	return 0;
+fail:
+	for (size_t i = 0; i < x.nsubst; i++)
+		free(x.subst[i].value);
+	free(x.subst);
+	for (size_t i = 0; i < x.ndeclared; i++)
+		free(x.declared[i].name);
+	free(x.declared);
+	free(x.pending);
+	free(x.dir);
+	kl_yaml_free(root);
+	config_free(c);
+	return -EINVAL;
+}
+
+int config_load(const char *path, struct config **out, struct kl_diag *d)
+{
+	return load_tree(path, kl_yaml_load_file(path, d), out, d);
+}
+
+int config_load_mem(const char *name, const char *data, size_t len, struct config **out,
+		    struct kl_diag *d)
+{
+	return load_tree(name, kl_yaml_load_mem(name, data, len, d), out, d);
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->file);
+	free(c->state_dir);
+	free(c->listen);
+	for (size_t i = 0; i < c->nrule_files; i++)
+		free(c->rule_files[i]);
+	free(c->rule_files);
+	for (size_t i = 0; i < c->nparsers; i++) {
+		free(c->parsers[i].name);
+		parser_free(c->parsers[i].parser);
+	}
+	free(c->parsers);
+	for (size_t i = 0; i < c->nsources; i++) {
+		free(c->sources[i].name);
+		free(c->sources[i].path);
+		free(c->sources[i].parser_name);
+	}
+	free(c->sources);
+	for (size_t i = 0; i < c->nsinks; i++) {
+		free(c->sinks[i].name);
+		free(c->sinks[i].path);
+	}
+	free(c->sinks);
+	free(c);
+}
+
+const struct config_source *config_source_by_name(const struct config *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->nsources; i++)
+		if (c->sources[i].name && strcmp(c->sources[i].name, name) == 0)
+			return &c->sources[i];
+	return NULL;
+}
+
+/*
+ * The first place that names a config is the only one tried: a -c FILE or a
+ * $KLAXON_CONFIG that cannot be read gives NULL rather than a fallback to
+ * another file the user did not mean.
+ */
+const char *config_find(const char *explicit_path)
+{
+	static const char *const defaults[] = { "klaxon.yml", "/etc/klaxon/klaxon.yml" };
+
+	if (explicit_path)
+		return access(explicit_path, R_OK) == 0 ? explicit_path : NULL;
+	const char *env = getenv("KLAXON_CONFIG");
+	if (env && env[0])
+		return access(env, R_OK) == 0 ? env : NULL;
+	for (size_t i = 0; i < KL_ARRAY_LEN(defaults); i++)
+		if (access(defaults[i], R_OK) == 0)
+			return defaults[i];
+	return NULL;
+}

@@ -75,6 +75,10 @@ const char *config_find(const char *explicit_path);
 
 /* Load and check. Returns 0 and *out, or -EINVAL after reporting through d. */
 int config_load(const char *path, struct config **out, struct kl_diag *d);
+/* The same from memory (tests, fuzzing); name stands for the file in reports,
+ * and its directory is the one relative rule_files are resolved against. */
+int config_load_mem(const char *name, const char *data, size_t len, struct config **out,
+		    struct kl_diag *d);
 void config_free(struct config *c);
 const struct config_source *config_source_by_name(const struct config *c, const char *name);
 
