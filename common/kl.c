@@ -5,9 +5,10 @@
  * - struct kl_buf keeps one spare byte: after any successful append, p[len] is
  *   a NUL, so a buffer holding text can be handed to C string functions. An
  *   append that fails leaves len (and the bytes before it) unchanged.
- * - JSON strings: the output is strict UTF-8 JSON. Runs of plain printable
- *   ASCII are copied eight bytes at a time (the hot path of the events sink);
- *   everything else goes through a byte-at-a-time slow path. Ill-formed UTF-8
+ * - JSON strings: the output is strict UTF-8 JSON. Plain printable ASCII is
+ *   scanned eight bytes at a time, well-formed UTF-8 is checked and kept, and
+ *   both are copied as one run up to the next byte that needs an escape or a
+ *   replacement (the hot path of the events sink). Ill-formed UTF-8
  *   is replaced following Unicode's "maximal subpart" practice (Unicode 15,
  *   §3.9, U+FFFD substitution): each maximal prefix of a would-be sequence, or
  *   each stray byte, becomes one U+FFFD, written as the raw bytes EF BF BD.
@@ -132,10 +133,14 @@ void kl_buf_free(struct kl_buf *b)
 #define ONES  UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
-/* True if none of the 8 bytes in x needs attention: all in 0x20..0x7f and
- * none is '"' or '\\'. (Bit tricks from "Bit Twiddling Hacks": hasless and
- * haszero; both are exact as a yes/no answer.) */
-static inline bool word_is_plain(uint64_t x)
+/*
+ * A mask with bit 7 of each of the 8 bytes of x set if that byte needs
+ * attention: not in 0x20..0x7f, or '"', or '\\'. (hasless and haszero from
+ * "Bit Twiddling Hacks".) Borrows may flag bytes above the first one that
+ * needs attention, never below it: the lowest flag is exact, which is all that
+ * is used.
+ */
+static inline uint64_t word_special(uint64_t x)
 {
 	uint64_t hi = x & HIGHS;
 	uint64_t ctl = (x - ONES * 0x20) & ~x & HIGHS;
@@ -143,28 +148,18 @@ static inline bool word_is_plain(uint64_t x)
 	uint64_t bs = x ^ (ONES * '\\');
 	uint64_t zq = (q - ONES) & ~q & HIGHS;
 	uint64_t zb = (bs - ONES) & ~bs & HIGHS;
-	return (hi | ctl | zq | zb) == 0;
+	return hi | ctl | zq | zb;
 }
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define FIRST_SPECIAL(m) ((size_t)__builtin_ctzll(m) >> 3)
+#else
+#define FIRST_SPECIAL(m) ((size_t)0) /* then the byte loop finds it */
+#endif
 
 static inline bool byte_is_plain(unsigned char c)
 {
 	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
-
-/* Length of the plain run at the start of s[0..n). */
-static size_t plain_run(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-	while (n - i >= 8) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		if (!word_is_plain(w))
-			break;
-		i += 8;
-	}
-	while (i < n && byte_is_plain(s[i]))
-		i++;
-	return i;
 }
 
 /*
@@ -217,6 +212,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 
 static const char hexdig[] = "0123456789abcdef";
 
+/* kl_buf_reserve with the common case (room already there) inline. */
+static inline int ensure(struct kl_buf *b, size_t extra)
+{
+	if (b->cap - b->len > extra) /* cap > len always holds once allocated */
+		return 0;
+	return kl_buf_reserve(b, extra);
+}
+
 /* Append the escape for one ASCII byte that is not plain. Room for 6 bytes
  * has been reserved by the caller. */
 static size_t put_escape(char *o, unsigned char c)
@@ -240,48 +243,71 @@ static size_t put_escape(char *o, unsigned char c)
 	}
 }
 
+/*
+ * One pass: bytes that pass unchanged (plain ASCII, found eight at a time,
+ * and well-formed UTF-8 sequences) accumulate in a run [start, i) that is
+ * copied in one memcpy when an escape or a replacement interrupts it, or at
+ * the end.
+ */
 int kl_json_append_str(struct kl_buf *b, const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	size_t start = b->len;
-	size_t i = 0;
+	size_t start = 0, i = 0, n, bad;
+	size_t oldlen = b->len;
 
-	/* The common case: everything plain, one reservation. */
-	if (kl_buf_reserve(b, len + 2) < 0)
+	/* enough for the common case: nothing to escape */
+	if (len > SIZE_MAX - 2 || ensure(b, len + 2) < 0)
 		return -ENOMEM;
 	b->p[b->len++] = '"';
 	while (i < len) {
-		size_t run = plain_run(s + i, len - i);
-		/* room for the run, one escape (max 6), and the closing quote */
-		if (kl_buf_reserve(b, run + 7) < 0)
-			goto fail;
-		memcpy(b->p + b->len, s + i, run);
-		b->len += run;
-		i += run;
+		while (len - i >= 8) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			uint64_t m = word_special(w);
+			if (m) {
+				i += FIRST_SPECIAL(m);
+				break;
+			}
+			i += 8;
+		}
 		if (i == len)
 			break;
-		if (s[i] < 0x80) {
-			b->len += put_escape(b->p + b->len, s[i]);
+		unsigned char c = s[i];
+		if (byte_is_plain(c)) {
 			i++;
 			continue;
 		}
-		size_t bad = 0;
-		size_t n = utf8_seq(s + i, len - i, &bad);
-		if (n) {
-			memcpy(b->p + b->len, s + i, n);
-			b->len += n;
-			i += n;
+		bad = 1;
+		if (c >= 0x80) {
+			n = utf8_seq(s + i, len - i, &bad);
+			if (n) {
+				i += n;
+				continue;
+			}
+		}
+		/* flush the run, then up to 6 bytes of escape, + the closing quote */
+		if (ensure(b, i - start + 7) < 0)
+			goto fail;
+		memcpy(b->p + b->len, s + start, i - start);
+		b->len += i - start;
+		if (c < 0x80) {
+			b->len += put_escape(b->p + b->len, c);
 		} else {
 			memcpy(b->p + b->len, "\xef\xbf\xbd", 3);
 			b->len += 3;
-			i += bad;
 		}
+		i += bad;
+		start = i;
 	}
+	if (ensure(b, len - start + 1) < 0)
+		goto fail;
+	memcpy(b->p + b->len, s + start, len - start);
+	b->len += len - start;
 	b->p[b->len++] = '"';
 	b->p[b->len] = '\0';
 	return 0;
 fail:
-	b->len = start;
+	b->len = oldlen;
 	b->p[b->len] = '\0';
 	return -ENOMEM;
 }
@@ -886,8 +912,11 @@ int kl_read_file(const char *path, size_t max, char **out, size_t *outlen)
 	char *buf = NULL;
 	size_t len = 0, cap;
 	int rc;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd;
 
+	if (max > SIZE_MAX / 2)
+		max = SIZE_MAX / 2; /* so that max + 1 and doubling cannot wrap */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {

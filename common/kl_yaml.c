@@ -163,15 +163,18 @@ static int key_cmp(const struct kl_ynode *a, const struct kl_ynode *b)
 	return memcmp(a->str, b->str, a->len);
 }
 
-static const struct kl_ynode *const *sort_keys;
+struct keyref {
+	const struct kl_ynode *key;
+	size_t idx; /* position in the mapping */
+};
 
-static int idx_cmp(const void *pa, const void *pb)
+static int keyref_cmp(const void *pa, const void *pb)
 {
-	size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
-	int c = key_cmp(sort_keys[a], sort_keys[b]);
+	const struct keyref *a = pa, *b = pb;
+	int c = key_cmp(a->key, b->key);
 	if (c)
 		return c;
-	return a < b ? -1 : a > b;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
 /* Report every key of map that repeats an earlier one, in document order. */
@@ -180,24 +183,23 @@ static int check_duplicates(struct loader *ld, const struct kl_ynode *map)
 	size_t n = map->n;
 	if (n < 2)
 		return 0;
-	size_t *idx = malloc(n * sizeof *idx);
+	struct keyref *refs = malloc(n * sizeof *refs);
 	size_t *first = malloc(n * sizeof *first);
-	if (!idx || !first) {
-		free(idx);
+	if (!refs || !first) {
+		free(refs);
 		free(first);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		idx[i] = i;
+		refs[i] = (struct keyref){ map->keys[i], i };
 		first[i] = SIZE_MAX;
 	}
-	sort_keys = (const struct kl_ynode *const *)map->keys;
-	qsort(idx, n, sizeof *idx, idx_cmp);
-	sort_keys = NULL;
+	qsort(refs, n, sizeof *refs, keyref_cmp);
+	/* equal keys are adjacent, the earliest first */
 	for (size_t i = 1; i < n; i++) {
-		const struct kl_ynode *a = map->keys[idx[i - 1]], *b = map->keys[idx[i]];
-		if (a->type == KL_Y_SCALAR && key_cmp(a, b) == 0)
-			first[idx[i]] = first[idx[i - 1]] != SIZE_MAX ? first[idx[i - 1]] : idx[i - 1];
+		const struct keyref *a = &refs[i - 1], *b = &refs[i];
+		if (a->key->type == KL_Y_SCALAR && key_cmp(a->key, b->key) == 0)
+			first[b->idx] = first[a->idx] != SIZE_MAX ? first[a->idx] : a->idx;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (first[i] == SIZE_MAX)
@@ -209,7 +211,7 @@ static int check_duplicates(struct loader *ld, const struct kl_ynode *map)
 			      map->keys[first[i]]->line);
 		ld->failed = true;
 	}
-	free(idx);
+	free(refs);
 	free(first);
 	return 0;
 }
@@ -398,6 +400,8 @@ struct kl_ynode *kl_yaml_load_mem(const char *name, const char *data, size_t len
 		kl_diag_error(d, name, 0, 0, "out of memory");
 		return NULL;
 	}
+	if (!data) /* libyaml asserts on a NULL input */
+		data = "", len = 0;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
 	while (rc == 0) {
 		yaml_event_t ev;

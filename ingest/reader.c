@@ -29,7 +29,7 @@
 
 #include "ingest/ingest.h"
 
-#define READ_CHUNK (256 * 1024)
+#define READ_CHUNK ((size_t)256 * 1024)
 
 struct ingest_reader {
 	gzFile gz;
@@ -74,6 +74,8 @@ struct ingest_reader *ingest_reader_open(const char *path, size_t max_line, int 
 		rc = -EISDIR;
 		goto fail;
 	}
+	if (S_ISREG(st.st_mode))
+		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); /* a hint: larger read-ahead */
 
 	rc = -ENOMEM;
 	r = calloc(1, sizeof(*r));

@@ -17,7 +17,10 @@
  * directories; IN_Q_OVERFLOW), from the stat timer (every stat_interval, the
  * fallback that works without inotify) and from the glob timer (every
  * glob_interval). When inotify is not available (limits), that is logged once
- * and the stat timer also re-globs.
+ * and the stat timer also re-globs. Its content half (check_content: grew or
+ * truncated) also runs before every read, so a read already scheduled never
+ * consumes a rewritten file from the old offset. On truncation a pending
+ * partial line is handed out as it is (it will never get its '\n').
  *
  * Reading: a file's read timer reads at most `chunk` bytes with pread at the
  * file's offset into the tail's one read buffer, hands every complete line out
@@ -36,7 +39,8 @@
  *
  * Invariants: a tfile is in t->files exactly while its fd is open; no two
  * tfiles share an identity; f->wait and f->waiter are mutual links, cleared
- * on both sides when either file closes.
+ * on both sides when either file closes. Callbacks (line, batch) must not
+ * free the tail.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,15 +59,12 @@
 #include "ingest/ingest.h"
 
 #define FP_MAX 1024		   /* bytes of a file's start that identify it */
-#define FNV_INIT 0xcbf29ce484222325ULL
 #define ROTATE_WAIT_INTERVALS 5.0  /* drained files stay open this many stat intervals */
 #define IGNORED_MAX 256		   /* problem names remembered (to log each once) */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
 	 IN_ONLYDIR)
-
-struct ingest_tail;
 
 struct tfile {
 	struct ingest_tail *t;
@@ -74,7 +75,7 @@ struct tfile {
 	dev_t dev;
 	ino_t ino;
 	uint64_t off;	 /* next byte to read */
-	uint64_t fp;	 /* FNV-1a of the first fp_len bytes */
+	uint64_t fp;	 /* fp_hash of the first fp_len bytes */
 	size_t fp_len;	 /* <= FP_MAX */
 	struct ingest_lines lines;
 	ev_timer rd;	 /* zero-delay: read one chunk */
@@ -85,6 +86,7 @@ struct tfile {
 	bool draining;	      /* its name is gone or names another file */
 	bool at_eof;	      /* the last read found no more data */
 	bool check;	      /* an inotify event asks for reconcile */
+	bool checked;	      /* reconcile just ran check_content: read_cb need not */
 	bool err_logged;
 };
 
@@ -123,13 +125,20 @@ struct ingest_tail {
  * Small helpers.
  */
 
-static uint64_t fnv(uint64_t h, const char *p, size_t n)
+/* The fingerprint hash: 8 bytes a step (it runs before every read). */
+static uint64_t fp_hash(const char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 0x100000001b3ULL;
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
 	}
-	return h;
+	w = 0;
+	memcpy(&w, p + i, n - i);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
 }
 
 static ssize_t pread_all(int fd, char *buf, size_t n, uint64_t off)
@@ -167,10 +176,9 @@ static int fp_check(struct tfile *f, uint64_t size)
 		return -errno;
 	if ((size_t)r < f->fp_len)
 		return 1;
-	uint64_t h = fnv(FNV_INIT, b, f->fp_len);
-	if (h != f->fp)
+	if (fp_hash(b, f->fp_len) != f->fp)
 		return 1;
-	f->fp = fnv(h, b + f->fp_len, (size_t)r - f->fp_len);
+	f->fp = fp_hash(b, (size_t)r);
 	f->fp_len = (size_t)r;
 	return 0;
 }
@@ -328,13 +336,13 @@ static void truncated(struct tfile *f, uint64_t size)
 	struct ingest_tail *t = f->t;
 	t->st.truncations++;
 	kl_log(KL_LOG_INFO,
-	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); reading it "
-	       "again from the start",
+	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
+	       "reading it again from the start",
 	       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)size,
 	       (unsigned long long)f->off);
 	flush_pending(f);
 	f->off = 0;
-	f->fp = FNV_INIT;
+	f->fp = fp_hash("", 0);
 	f->fp_len = 0;
 	fp_check(f, size);
 	f->at_eof = false;
@@ -366,9 +374,11 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct ingest_tail *t = f->t;
 	(void)loop;
 
+	bool fresh = f->checked;
+	f->checked = false;
 	if (f->wait)
 		return; /* scheduled again by release_waiter */
-	if (!check_content(f)) {
+	if (!fresh && !check_content(f)) {
 		f->at_eof = true;
 		release_waiter(f);
 		return;
@@ -393,7 +403,8 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	f->read_us = kl_wall_us();
 	if (ingest_lines_feed(&f->lines, t->rbuf, (size_t)n, deliver, f) < 0 && !f->err_logged) {
 		f->err_logged = true;
-		kl_log(KL_LOG_ERROR, "tail %s: \"%s\": no memory for a partial line; it was dropped",
+		kl_log(KL_LOG_ERROR,
+		       "tail %s: \"%s\": no memory for a partial line; it was dropped",
 		       t->pattern, f->path);
 	}
 	if (t->cbs.batch)
@@ -498,7 +509,7 @@ static struct tfile *open_file(struct ingest_tail *t, const char *path, bool fro
 	f->wd = -1;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
-	f->fp = FNV_INIT;
+	f->fp = fp_hash("", 0);
 	f->off = from_end ? (uint64_t)st.st_size : 0;
 	f->last_data = ev_now(t->loop);
 	ev_timer_init(&f->rd, read_cb, 0., 0.);
@@ -658,8 +669,10 @@ static bool reconcile_file(struct tfile *f)
 	struct ingest_tail *t = f->t;
 	struct stat ps;
 
-	if (check_content(f))
+	if (check_content(f)) {
+		f->checked = true;
 		schedule_read(f);
+	}
 
 	if (!f->draining) {
 		if (stat(f->path, &ps) < 0) {
@@ -718,48 +731,53 @@ static void inotify_cb(struct ev_loop *loop, ev_io *w, int revents)
 	bool any = false, all = false, rescan = false;
 	(void)loop;
 
-	for (;;) {
-		ssize_t n = read(t->ifd, buf, sizeof buf);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				kl_log(KL_LOG_ERROR, "tail %s: reading inotify events: %s",
-				       t->pattern, strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		for (char *p = buf; p < buf + n;) {
-			const struct inotify_event *ev = (const struct inotify_event *)p;
-			p += sizeof(*ev) + ev->len;
-			if (ev->mask & IN_Q_OVERFLOW) {
-				kl_log(KL_LOG_WARN, "tail %s: inotify queue overflow; checking all",
-				       t->pattern);
-				all = rescan = true;
-				continue;
-			}
-			if (is_dir_wd(t, ev->wd)) {
-				if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-					if (ev->mask & IN_MOVE_SELF)
-						inotify_rm_watch(t->ifd, ev->wd);
-					if (ev->mask & (IN_IGNORED | IN_MOVE_SELF))
-						forget_dir_wd(t, ev->wd);
-					all = rescan = true;
-				} else if (ev->len &&
-					   fnmatch(t->base_pattern, ev->name, FNM_PERIOD) == 0) {
-					all = rescan = true;
-				}
-				continue;
-			}
-			if (ev->mask & IN_IGNORED)
-				continue;
+	/* One read per wake-up: the watcher is level-triggered, so events left
+	 * in the queue bring us back on the next iteration. */
+	ssize_t n = read(t->ifd, buf, sizeof buf);
+	if (n <= 0) {
+		if (n < 0 && errno != EINTR && errno != EAGAIN) {
+			/* Cannot happen on a sane inotify fd; do not spin on it. */
+			kl_log(KL_LOG_ERROR,
+			       "tail %s: reading inotify events: %s; checking every %gs instead",
+			       t->pattern, strerror(errno), t->stat_interval);
+			ev_io_stop(t->loop, &t->iw);
+			close(t->ifd);
+			t->ifd = -1;
 			for (struct tfile *f = t->files; f; f = f->next)
-				if (f->wd == ev->wd) {
-					f->check = true;
-					any = true;
-				}
+				f->wd = -1;
+			t->ndirs = 0;
 		}
+		return;
+	}
+	for (char *p = buf; p < buf + n;) {
+		const struct inotify_event *ev = (const struct inotify_event *)p;
+		p += sizeof(*ev) + ev->len;
+		if (ev->mask & IN_Q_OVERFLOW) {
+			kl_log(KL_LOG_WARN, "tail %s: inotify queue overflow; checking all",
+			       t->pattern);
+			all = rescan = true;
+			continue;
+		}
+		if (is_dir_wd(t, ev->wd)) {
+			if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+				if (ev->mask & IN_MOVE_SELF)
+					inotify_rm_watch(t->ifd, ev->wd);
+				if (ev->mask & (IN_IGNORED | IN_MOVE_SELF))
+					forget_dir_wd(t, ev->wd);
+				all = rescan = true;
+			} else if (ev->len &&
+				   fnmatch(t->base_pattern, ev->name, FNM_PERIOD) == 0) {
+				all = rescan = true;
+			}
+			continue;
+		}
+		if (ev->mask & IN_IGNORED)
+			continue;
+		for (struct tfile *f = t->files; f; f = f->next)
+			if (f->wd == ev->wd) {
+				f->check = true;
+				any = true;
+			}
 	}
 	if (any || all || rescan)
 		reconcile(t, all, rescan);

@@ -53,7 +53,9 @@ static int int_number(const char *s, size_t n, double *out)
 static const double pow10_exact[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
 				      1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
 
-static int decimal_number(const char *s, size_t n, double *out)
+/* "[-+]digits[.digits]" with at most 15 digits: exact, or 1 to say "not that
+ * shape" (the caller decides what it is). */
+static int decimal_fast(const char *s, size_t n, double *out)
 {
 	size_t i = 0;
 	bool neg = false;
@@ -70,13 +72,19 @@ static int decimal_number(const char *s, size_t n, double *out)
 		for (i++; i < n && is_digit(s[i]) && nd <= 15; i++, nd++, frac++)
 			m = m * 10 + (uint64_t)(s[i] - '0');
 	}
-	if (i == n && nd > 0 && nd <= 15) {
-		double v = (double)m;
-		if (frac)
-			v /= pow10_exact[frac];
-		*out = neg ? -v : v;
+	if (i != n || nd == 0 || nd > 15)
+		return 1;
+	double v = (double)m;
+	if (frac)
+		v /= pow10_exact[frac];
+	*out = neg ? -v : v;
+	return 0;
+}
+
+static int decimal_number(const char *s, size_t n, double *out)
+{
+	if (decimal_fast(s, n, out) == 0)
 		return 0;
-	}
 	/* exponent, long mantissa, or junk: the careful path decides */
 	double v;
 	if (kl_parse_double(s, n, &v) < 0)
@@ -100,6 +108,12 @@ int parser_text_number(enum parser_type t, const char *s, size_t n, double *out)
 		return -EINVAL;
 	if (n == 0 || (n == 1 && s[0] == '-'))
 		return -ENOENT;
+	/* the common case, one plain number ("503", "0.412"), without the list
+	 * scanner; anything else takes the general path below */
+	if (t == PARSER_T_INT ? int_number(s, n, &v) == 0 : decimal_fast(s, n, &v) == 0) {
+		*out = t == PARSER_T_MS ? v / 1000 : v;
+		return 0;
+	}
 	for (;;) {
 		while (i < n && s[i] == ' ')
 			i++;

@@ -418,10 +418,11 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		f->p = rec + s;
 		f->len = e - s;
 	}
-	if (p->dash_absent) {
-		for (unsigned i = 0; i < p->nfields; i++) {
-			if ((p->dash_absent >> i & 1) && ev->raw[i].len == 1 && ev->raw[i].p[0] == '-')
-				ev->raw[i].p = NULL;
+	for (uint64_t m = p->dash_absent; m; m &= m - 1) {
+		struct kl_str *f = &ev->raw[__builtin_ctzll(m)];
+		if (f->len == 1 && f->p[0] == '-') {
+			f->p = NULL;
+			f->len = 0;
 		}
 	}
 	ev->parser = p;

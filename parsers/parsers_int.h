@@ -6,7 +6,9 @@
 #ifndef PARSERS_INT_H
 #define PARSERS_INT_H
 
+#ifndef PCRE2_CODE_UNIT_WIDTH /* pkg-config's cflags usually define it */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#endif
 #include <pcre2.h>
 
 #include "parsers/parsers.h"

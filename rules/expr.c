@@ -279,6 +279,17 @@ static struct kl_str unquote(const struct ps *ps, const struct tok *t)
 	return (struct kl_str){ out, j };
 }
 
+/* Offset in src of byte i of a string token's unquoted contents. */
+static size_t quoted_off(const struct ps *ps, const struct tok *t, size_t i)
+{
+	const char *s = ps->src + t->off + 1;
+	size_t n = t->len - 2, k = 0;
+	for (size_t j = 0; k < n && j < i; k++, j++)
+		if (s[k] == '\\' && k + 1 < n && (s[k + 1] == '\\' || s[k + 1] == '\'' || s[k + 1] == '"'))
+			k++;
+	return t->off + 1 + k;
+}
+
 /* ---- filters ------------------------------------------------------------- */
 
 static bool node_budget(struct ps *ps)
@@ -451,7 +462,7 @@ static struct filt *parse_regex(struct ps *ps, int field, bool negate)
 	if (!f->re) {
 		PCRE2_UCHAR msg[160];
 		pcre2_get_error_message(ec, msg, sizeof msg);
-		fail_at(ps, ps->t.off + 1 + eo, "bad regex: %s", (const char *)msg);
+		fail_at(ps, quoted_off(ps, &ps->t, eo), "bad regex: %s", (const char *)msg);
 		return f;
 	}
 	pcre2_jit_compile(f->re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */

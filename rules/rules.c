@@ -40,6 +40,7 @@ struct group {
 
 struct rule {
 	char *alert;
+	char *expr_src;	/* as written: a reload keeps the state of unchanged rules */
 	char *file;
 	int line;
 	unsigned source;
@@ -725,7 +726,8 @@ static bool load_expr(struct loader *l, struct rule *r, const struct kl_ynode *n
 		return false;
 	}
 	r->value_node = value_node_of(r->expr.root);
-	return true;
+	r->expr_src = kl_strndup(src, n->len);
+	return r->expr_src != NULL;
 }
 
 static bool check_templates(struct loader *l, struct rule *r, const struct kl_ynode *m)
@@ -768,6 +770,7 @@ static void rule_free(struct rule *r)
 	}
 	free(r->annotations);
 	free(r->alert);
+	free(r->expr_src);
 	free(r->file);
 }
 
@@ -1018,6 +1021,61 @@ void rules_free(struct rules_set *rs)
 	free(rs->out_labels);
 	free(rs->out_ann);
 	free(rs);
+}
+
+/* Same windows and groups: the state of one can serve the other. */
+static bool same_shape(const struct rule *a, const struct rule *b, const struct rules_set *ra,
+		       const struct rules_set *rb)
+{
+	if (strcmp(a->alert, b->alert) || strcmp(a->expr_src, b->expr_src) ||
+	    strcmp(ra->sources[a->source].name, rb->sources[b->source].name) ||
+	    a->window_us != b->window_us || a->nby != b->nby || a->max_groups != b->max_groups ||
+	    ra->sources[a->source].parser != rb->sources[b->source].parser)
+		return false;
+	for (size_t i = 0; i < a->nby; i++)
+		if (a->by[i] != b->by[i])
+			return false;
+	return true;
+}
+
+static void swap_groups(struct rule *a, struct rule *b)
+{
+	struct group *g = a->groups;
+	size_t n = a->ngroups;
+	int32_t *idx = a->index;
+	size_t mask = a->index_mask;
+	a->groups = b->groups;
+	a->ngroups = b->ngroups;
+	a->index = b->index;
+	a->index_mask = b->index_mask;
+	b->groups = g;
+	b->ngroups = n;
+	b->index = idx;
+	b->index_mask = mask;
+}
+
+size_t rules_adopt_state(struct rules_set *to, struct rules_set *from)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < to->n; i++) {
+		struct rule *r = &to->rules[i];
+		for (size_t k = 0; k < from->n; k++) {
+			struct rule *o = &from->rules[k];
+			if (!o->groups || !same_shape(r, o, to, from))
+				continue;
+			swap_groups(r, o);
+			/* The window shapes are equal but each rule points at its
+			 * own expression; the groups only hold data laid out by it. */
+			for (size_t g = 0; g < r->ngroups; g++)
+				if (r->groups[g].state == S_FIRING)
+					to->stats.firing++;
+			kept++;
+			break;
+		}
+	}
+	to->last_now_us = from->last_now_us;
+	to->last_tick_us = from->last_tick_us;
+	return kept;
 }
 
 int rules_expr_check(const char *expr, const struct parser *p, char *err, size_t errlen, int *col)

@@ -96,6 +96,14 @@ void rules_eval_all(struct rules_set *rs, int64_t now_us, rules_transition_fn fn
 void rules_set_eval_interval(struct rules_set *rs, int64_t us);
 int64_t rules_eval_interval(const struct rules_set *rs);
 
+/*
+ * After a reload: move the windows and alert states of every rule of `from`
+ * that is unchanged in `to` (same alert, source, expression, window, by) into
+ * `to`, so a reload neither re-fires nor forgets an alert. Returns how many
+ * rules kept their state; `from` is left with fresh state, to be freed.
+ */
+size_t rules_adopt_state(struct rules_set *to, struct rules_set *from);
+
 struct rules_stats {
 	uint64_t evaluations;
 	uint64_t events;

@@ -288,7 +288,12 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 		break;
 	case AGG_QUANTILE:
 		advance_floor(w, s, now);
-		return sketch_quantile(&w->totals[a->sketch], a->q);
+		/* The totals also hold buckets newer than now's (events ahead of
+		 * the evaluation clock); then merge the window's buckets instead. */
+		if (w->newest <= floor_div(now, s->width_us))
+			return sketch_quantile(&w->totals[a->sketch], a->q);
+		sketch_reset(sk);
+		break;
 	case AGG_DISTINCT:
 		hll_reset(hl);
 		break;
@@ -312,6 +317,9 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 				x0 = c[0];
 				x1 = c[1];
 			}
+			break;
+		case AGG_QUANTILE:
+			sketch_merge(sk, &w->sketches[slot * e->nsketches + (unsigned)a->sketch]);
 			break;
 		case AGG_DISTINCT:
 			hll_merge(hl, &w->hlls[slot * e->nhlls + (unsigned)a->sketch]);
@@ -337,6 +345,8 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 		return isinf(x0) ? NAN : x0;
 	case AGG_LAST:
 		return x0;
+	case AGG_QUANTILE:
+		return sketch_quantile(sk, a->q);
 	case AGG_DISTINCT:
 		return hll_estimate(hl);
 	default:

@@ -315,6 +315,16 @@ static bool valid_name(const char *s)
 	return true;
 }
 
+/* "source 'nginx'", or "a source" when the name is missing or invalid. */
+static const char *label(char *buf, size_t size, const char *what, const char *name)
+{
+	if (name)
+		snprintf(buf, size, "%s '%s'", what, name);
+	else
+		snprintf(buf, size, "a %s", what);
+	return buf;
+}
+
 /* The `name:` of an entry of a list of `what`s; NULL after reporting. */
 static char *entry_name(struct ctx *x, const struct kl_ynode *item, const char *what)
 {
@@ -730,8 +740,8 @@ static void load_parser(struct ctx *x, const struct kl_ynode *item)
 	}
 	for (size_t i = 0; i < item->n; i++) {
 		const struct kl_ynode *v = item->items[i];
-		char where[96];
-		snprintf(where, sizeof where, " in parser '%s'", name ? name : "?");
+		char where[128], lb[96];
+		snprintf(where, sizeof where, " in %s", label(lb, sizeof lb, "parser", name));
 		switch (known_key(x, item->keys[i], parser_keys, where)) {
 		case 0: /* name */
 			break;
@@ -872,11 +882,12 @@ static void load_source(struct ctx *x, struct config_source *s, struct pending_s
 			}
 		}
 	}
-	const char *label = s->name ? s->name : "?";
+	char lb[96];
+	label(lb, sizeof lb, "source", s->name);
 	for (size_t i = 0; i < item->n; i++) {
 		const struct kl_ynode *v = item->items[i];
-		char where[96];
-		snprintf(where, sizeof where, " in source '%s'", label);
+		char where[128];
+		snprintf(where, sizeof where, " in %s", lb);
 		switch (known_key(x, item->keys[i], source_keys, where)) {
 		case 0: /* name */
 			break;
@@ -896,21 +907,21 @@ static void load_source(struct ctx *x, struct config_source *s, struct pending_s
 		case 5: /* multiline: a later issue */
 			if (want_map(x, v, "multiline"))
 				kl_log(KL_LOG_WARN,
-				       "config: source '%s': 'multiline' is not implemented in this "
+				       "config: %s: 'multiline' is not implemented in this "
 				       "version and is ignored",
-				       label);
+				       lb);
 			break;
 		default:
 			break;
 		}
 	}
 	if (!kl_ymap_get(item, "path"))
-		config_error(x, item, "source '%s' is missing 'path'", label);
+		config_error(x, item, "%s is missing 'path'", lb);
 	if (!kl_ymap_get(item, "parser"))
 		config_error(x, item,
-			     "source '%s' is missing 'parser' (a built-in such as nginx_combined, "
+			     "%s is missing 'parser' (a built-in such as nginx_combined, "
 			     "or one from 'parsers:')",
-			     label);
+			     lb);
 }
 
 static void load_sources(struct ctx *x, const struct kl_ynode *v)
@@ -1068,12 +1079,13 @@ static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynod
 			}
 		}
 	}
-	const char *label = s->name ? s->name : "?";
+	char lb[96];
+	label(lb, sizeof lb, "sink", s->name);
 	const struct kl_ynode *type = kl_ymap_get(item, "type");
 	bool typed = false;
 	for (size_t i = 0; i < item->n; i++) {
-		char where[96];
-		snprintf(where, sizeof where, " in sink '%s'", label);
+		char where[128];
+		snprintf(where, sizeof where, " in %s", lb);
 		switch (known_key(x, item->keys[i], sink_keys, where)) {
 		case 1:
 			typed = sink_type(x, s, item->items[i]);
@@ -1089,7 +1101,7 @@ static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynod
 		}
 	}
 	if (!type) {
-		config_error(x, item, "sink '%s' is missing 'type' (stdout or jsonl)", label);
+		config_error(x, item, "%s is missing 'type' (stdout or jsonl)", lb);
 		return;
 	}
 	if (!typed)
@@ -1102,8 +1114,7 @@ static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynod
 		return;
 	}
 	if (!path) {
-		config_error(x, item, "sink '%s' is missing 'path' (the file a jsonl sink writes)",
-			     label);
+		config_error(x, item, "%s is missing 'path' (the file a jsonl sink writes)", lb);
 	} else {
 		s->path = dup_str(x, path, "a path", "path");
 	}

@@ -102,9 +102,11 @@ int runtime_reload_rules(struct runtime *rt)
 		       d.errors);
 		return -EINVAL;
 	}
+	size_t kept = rules_adopt_state(rs, rt->rules);
 	rules_free(rt->rules);
 	rt->rules = rs;
-	kl_log(KL_LOG_INFO, "reload: %zu rules loaded", rules_count(rs));
+	kl_log(KL_LOG_INFO, "reload: %zu rules loaded, %zu unchanged kept their windows and alerts",
+	       rules_count(rs), kept);
 	return 0;
 }
 

@@ -457,6 +457,11 @@ static void test_source_errors(void **state)
 		      "2:5: expected a mapping for each entry of 'sources', found a scalar\n");
 	expect_errors(f, "sources:\n  - {path: /x, parser: nginx_combined}\n",
 		      "2:5: source is missing 'name'\n");
+	expect_errors(f, "sources:\n  - {parser: nginx_combined, pth: /x}\n",
+		      "2:5: source is missing 'name'\n"
+		      "2:30: unknown key 'pth' in a source; expected one of: name, path, parser, "
+		      "from, max_line, multiline\n"
+		      "2:5: a source is missing 'path'\n");
 	expect_errors(f, "sources:\n  - {name: a}\n",
 		      "2:5: source 'a' is missing 'path'\n"
 		      "2:5: source 'a' is missing 'parser' (a built-in such as nginx_combined, or "

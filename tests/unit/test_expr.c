@@ -837,6 +837,9 @@ static const struct ecase ECASES[] = {
 	{ "count(path =~ \"a(b\") > 0", 18, "bad regex: missing closing parenthesis", NULL },
 	{ "count(path =~ \"[z-a]\") > 0", 18, "bad regex: range out of order", NULL },
 	{ "count(path =~ 5) > 0", 14, "expected a quoted regex after '=~' or '!~'", NULL },
+	/* ... counted in the expression as written, escapes included */
+	{ "count(path =~ \"a\\\"b[z-a]\") > 0", 22, "bad regex: range out of order", NULL },
+	{ "count(path !~ 'it\\'s(') > 0", 21, "bad regex: missing closing parenthesis", NULL },
 	/* trailing junk */
 	{ "count() > 5 junk", 12,
 	  "expected an operator or the end of the expression, found 'junk'", NULL },

@@ -75,12 +75,13 @@ static void reference(const char *text, size_t len, size_t max, struct got *g, u
 static void assert_same(const struct got *want, const struct got *got, size_t chunk)
 {
 	if (want->n != got->n)
-		print_error("chunk size %zu: %zu lines expected, got %zu\n", chunk, want->n, got->n);
+		print_error("chunk size %zu: %zu lines expected, got %zu\n", chunk, want->n,
+			    got->n);
 	assert_int_equal(want->n, got->n);
 	for (size_t i = 0; i < want->n; i++) {
 		if (want->len[i] != got->len[i] || memcmp(want->v[i], got->v[i], want->len[i]) != 0)
-			print_error("chunk size %zu, line %zu: expected \"%s\", got \"%s\"\n", chunk,
-				    i, want->v[i], got->v[i]);
+			print_error("chunk size %zu, line %zu: expected \"%s\", got \"%s\"\n",
+				    chunk, i, want->v[i], got->v[i]);
 		assert_int_equal(want->len[i], got->len[i]);
 		assert_memory_equal(want->v[i], got->v[i], want->len[i]);
 	}

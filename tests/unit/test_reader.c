@@ -84,7 +84,8 @@ static void expect_lines(const char *path, size_t max, const char *want, size_t 
 		const char *nl = memchr(want + off, '\n', wlen - off);
 		size_t l = nl ? (size_t)(nl - (want + off)) : wlen - off;
 		if (l != line.len || memcmp(line.p, want + off, l) != 0)
-			print_error("line %zu: expected %zu bytes \"%.*s\", got %zu bytes \"%.*s\"\n",
+			print_error("line %zu: expected %zu bytes \"%.*s\", got %zu bytes "
+				    "\"%.*s\"\n",
 				    n, l, (int)(l > 60 ? 60 : l), want + off, line.len,
 				    (int)(line.len > 60 ? 60 : line.len), line.p);
 		assert_int_equal(line.len, l);

@@ -243,8 +243,8 @@ static void expect_from(struct fixture *fx, size_t from, const char *const *want
 	size_t k = 0;
 	for (; want[k]; k++) {
 		if (from + k >= fx->n)
-			fail_msg("line %zu: expected \"%s\", got nothing (%zu lines)", from + k, want[k],
-				 fx->n);
+			fail_msg("line %zu: expected \"%s\", got nothing (%zu lines)", from + k,
+				 want[k], fx->n);
 		if (strcmp(fx->v[from + k].s, want[k]) != 0)
 			fail_msg("line %zu: expected \"%s\", got \"%s\"", from + k, want[k],
 				 fx->v[from + k].s);
@@ -572,8 +572,8 @@ static void test_glob_second_file(void **state)
 {
 	struct fixture *fx = *state;
 	append(fx, "a.log", "a1\n");
-	assert_int_equal(mkdir(path_of(fx, "d.log"), 0755), 0);	 /* a directory */
-	assert_int_equal(mkfifo(path_of(fx, "f.log"), 0644), 0);	 /* a FIFO: must not block */
+	assert_int_equal(mkdir(path_of(fx, "d.log"), 0755), 0); /* a directory */
+	assert_int_equal(mkfifo(path_of(fx, "f.log"), 0644), 0); /* must not block */
 	append(fx, "other.txt", "not matched\n");
 	start_simple(fx, "*.log", true);
 	assert_true(run_until_lines(fx, 1));
