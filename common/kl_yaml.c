@@ -15,6 +15,12 @@
  *   keys: O(n log n), so a hostile mapping with many keys stays cheap.
  * - Marks are libyaml's 0-based line/column plus one. Columns count characters
  *   (libyaml's column), not bytes.
+ * - Each scalar keeps a copy of its source text, found from libyaml's mark
+ *   indexes (which count characters, not bytes: a cursor converts them in one
+ *   pass, as scalars come in document order). kl_ynode_source_pos re-reads
+ *   that text the way libyaml's scanner does (folding, escapes, block
+ *   indentation) and checks every byte it rebuilds against the value, so a
+ *   position it returns is never a guess.
  */
 #include "common/kl_yaml.h"
 
@@ -41,6 +47,11 @@ struct loader {
 	size_t depth;
 	struct kl_ynode *root;
 	bool failed;
+	/* source text of scalars: libyaml mark index → byte offset in data */
+	bool keep_src;	  /* false for UTF-16 input (indexes are not UTF-8) */
+	size_t base;	  /* bytes of a leading UTF-8 BOM, which has no index */
+	size_t cur_index; /* a mark index ... */
+	size_t cur_byte;  /* ... and its byte offset */
 };
 
 static void node_free(struct kl_ynode *n)
@@ -279,17 +290,73 @@ static void check_anchor(struct loader *ld, const yaml_char_t *anchor, yaml_mark
 	ld->failed = true;
 }
 
+/* Byte offset in the input of libyaml's mark index idx, which counts
+ * characters after a leading BOM (a UTF-8 sequence is one, CR LF is two).
+ * Marks come in document order, so the cursor only moves forward. */
+static size_t index_to_byte(struct loader *ld, size_t idx)
+{
+	if (idx < ld->cur_index) {
+		ld->cur_index = 0;
+		ld->cur_byte = ld->base;
+	}
+	while (ld->cur_index < idx && ld->cur_byte < ld->len) {
+		ld->cur_byte++;
+		while (ld->cur_byte < ld->len && ((unsigned char)ld->data[ld->cur_byte] & 0xc0) == 0x80)
+			ld->cur_byte++;
+		ld->cur_index++;
+	}
+	return ld->cur_byte;
+}
+
+/* libyaml's indentation for a scalar in the open collection: the column of a
+ * block mapping's keys or of a block sequence's entries; -1 at the top. */
+static int block_indent(const struct loader *ld)
+{
+	if (ld->depth == 0)
+		return -1;
+	const struct frame *f = &ld->stack[ld->depth - 1];
+	const struct kl_ynode *first = f->node;
+	if (first->type == KL_Y_MAP && first->n > 0)
+		first = first->keys[0];
+	else if (first->type == KL_Y_MAP && f->key)
+		first = f->key;
+	return first->col - 1;
+}
+
 static int on_scalar(struct loader *ld, const yaml_event_t *ev)
 {
 	struct kl_ynode *n = node_new(KL_Y_SCALAR, ev->start_mark);
 	if (!n)
 		return -ENOMEM;
-	n->str = kl_strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
-	if (!n->str) {
+	size_t vlen = ev->data.scalar.length, start = 0, end = 0;
+	bool keep = ld->keep_src;
+	if (keep) {
+		start = index_to_byte(ld, ev->start_mark.index);
+		end = index_to_byte(ld, ev->end_mark.index);
+		keep = start <= end;
+	}
+	size_t slen = keep ? end - start : 0;
+	/* one block: the value, its NUL, then the source text and its NUL */
+	char *buf = malloc(vlen + 1 + (keep ? slen + 1 : 0));
+	if (!buf) {
 		free(n);
 		return -ENOMEM;
 	}
-	n->len = ev->data.scalar.length;
+	if (vlen)
+		memcpy(buf, ev->data.scalar.value, vlen);
+	buf[vlen] = '\0';
+	if (keep) {
+		char *src = buf + vlen + 1;
+		if (slen)
+			memcpy(src, ld->data + start, slen);
+		src[slen] = '\0';
+		n->src = src;
+		n->src_off = start;
+		n->src_len = slen;
+	}
+	n->src_indent = block_indent(ld);
+	n->str = buf;
+	n->len = vlen;
 	n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 	check_anchor(ld, ev->data.scalar.anchor, ev->start_mark);
 	return attach(ld, n);
@@ -391,17 +458,25 @@ static int on_event(struct loader *ld, const yaml_event_t *ev, bool *seen_doc)
 struct kl_ynode *kl_yaml_load_mem(const char *name, const char *data, size_t len,
 				  struct kl_diag *d)
 {
-	struct loader ld = { .name = name, .data = data, .len = len, .d = d };
 	yaml_parser_t parser;
 	bool seen_doc = false;
 	int rc = 0;
 
+	if (!data) /* libyaml asserts on a NULL input */
+		data = "", len = 0;
+	struct loader ld = { .name = name, .data = data, .len = len, .d = d, .keep_src = true };
+	/* libyaml reads UTF-16 when the input starts with its BOM: its mark
+	 * indexes do not count UTF-8 characters of data then */
+	if (len >= 2 && ((data[0] == '\xff' && data[1] == '\xfe') ||
+			 (data[0] == '\xfe' && data[1] == '\xff')))
+		ld.keep_src = false;
+	else if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
+		ld.base = 3;
+	ld.cur_byte = ld.base;
 	if (!yaml_parser_initialize(&parser)) {
 		kl_diag_error(d, name, 0, 0, "out of memory");
 		return NULL;
 	}
-	if (!data) /* libyaml asserts on a NULL input */
-		data = "", len = 0;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
 	while (rc == 0) {
 		yaml_event_t ev;

@@ -629,7 +629,7 @@ static bool valid_name(const char *s)
 
 static const char *const rule_keys[] = {
 	"alert", "source", "expr", "window", "min_events", "for", "keep_firing_for",
-	"by", "labels", "annotations", "max_groups", "shared",
+	"by", "labels", "annotations", "max_groups",
 };
 
 static bool check_keys(struct loader *l, const struct kl_ynode *m)
@@ -953,6 +953,10 @@ out:
 
 static bool index_sources(struct rules_set *rs)
 {
+	/* rs->rules moved while files were loaded: point each shape at its
+	 * rule's expression where it now lives. */
+	for (size_t i = 0; i < rs->n; i++)
+		rs->rules[i].shape.expr = &rs->rules[i].expr;
 	rs->by_source = calloc(rs->nsources ? rs->nsources : 1, sizeof *rs->by_source);
 	rs->nby_source = calloc(rs->nsources ? rs->nsources : 1, sizeof *rs->nby_source);
 	if (!rs->by_source || !rs->nby_source)

@@ -130,6 +130,7 @@ struct window {
 	 */
 	struct sketch *totals;	 /* nsketches */
 	int64_t floor;
+	bool totals_stale;	 /* an add or subtract failed (no memory): rebuild */
 	/* The bucket written last (events come in runs of the same second):
 	 * saves two divisions per event. */
 	int64_t hot_start_us;	 /* its first µs, or INT64_MAX */

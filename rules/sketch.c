@@ -22,9 +22,11 @@
  *   A fixed range for |x| in [1e-9, 1e12] is 70 * log2(1e21) = 4884 bins:
  *   19.5 KB a sign with 32-bit counts, ~1.2 MB per group and aggregate for 60
  *   buckets. Too much, so each sign keeps a dense array over the range of
- *   indexes it has seen, [lo, top], grown by 1.5x, with slack below (top
- *   cannot take slack, see next) so that walking down is amortised too. A
- *   typical latency bucket spans 10 to 15 powers of two: 700 to 1050 bins.
+ *   indexes it has seen, [lo, top]. The buffer grows by a quarter, and the
+ *   range by an eighth more than needed below (top cannot take slack, see
+ *   next), so that extending either way costs O(1) amortised moves per bin;
+ *   with iid values the range only grows on a new extreme, O(log n) times.
+ *   A typical latency bucket spans 10 to 15 powers of two: 700 to 1050 bins.
  *   Counts start at one byte and are widened (2, 4, 8) when one would
  *   overflow: low-rate buckets stay small, and a day-long window at a million
  *   events per second cannot overflow a bin.
@@ -51,8 +53,9 @@
  * item is added, and kept sparse (a sorted list of (index, rho)) up to
  * HLL_SPARSE_MAX touched registers: most buckets of most groups see few
  * distinct values. The estimate is Ertl's improved raw estimator
- * (arXiv:1702.01284, section 4, as Redis computes it), exact in expectation
- * from 0 to 2^64 without LinearCounting's switch-over or bias tables.
+ * (arXiv:1702.01284, section 4, as Redis computes it): nearly unbiased from a
+ * handful of items to far beyond what a window sees, with no switch-over to
+ * LinearCounting (and no bias bump there) and no empirical bias tables.
  *
  * Allocation goes through SKETCH_CALLOC / SKETCH_REALLOC, so the unit test
  * can compile this file with failing allocators (the fault-injection seam).
@@ -271,8 +274,8 @@ static int plan_prepare(const struct sketch_store *st, int32_t lo, int32_t top, 
 	if (st->bins != NULL && width == st->width && n <= st->cap)
 		return 0;
 
-	/* Widening keeps the number of bins; growing adds half. */
-	uint32_t cap = width != st->width && n <= st->cap ? st->cap : st->cap + st->cap / 2;
+	/* Widening keeps the number of bins; growing adds a quarter. */
+	uint32_t cap = width != st->width && n <= st->cap ? st->cap : st->cap + st->cap / 4;
 	if (cap < n)
 		cap = n;
 	if (cap < 16)
@@ -403,7 +406,7 @@ static int store_add_slow(struct sketch_store *st, int32_t i, uint64_t *collapse
 		if (lo > st->lo)
 			fold = store_sum_to(st, lo);
 	} else if (i < st->lo) {
-		uint32_t slack = st->n / 2 > 8 ? st->n / 2 : 8;
+		uint32_t slack = st->n / 8 > 8 ? st->n / 8 : 8;
 
 		top = store_top(st);
 		bottom = floor_of(top);
@@ -671,7 +674,8 @@ double sketch_quantile(const struct sketch *s, double q)
 				return sketch_bin_value(st->lo + (int32_t)k);
 		}
 	}
-	assert(!"sketch totals disagree with their bins");
+	/* Unreachable: a store's total is the sum of its bins. */
+	assert(false);
 	return NAN;
 }
 
@@ -964,7 +968,7 @@ int hll_merge(struct hll *dst, const struct hll *src)
 			else if (i == dst->n || entry_idx(s[j]) < entry_idx(d[i]))
 				j++;
 			else
-				i++, j++;
+				i++, j++; /* the same register in both */
 			u++;
 		}
 		if (u > HLL_SPARSE_MAX) {

@@ -16,8 +16,8 @@
  * calls return 0 or a negative errno and leave the counts unchanged on
  * failure. Neither is thread-safe; each is owned by one window.
  */
-#ifndef KLAXON_RULES_SKETCH_H
-#define KLAXON_RULES_SKETCH_H
+#ifndef SKETCH_H
+#define SKETCH_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +81,9 @@ int sketch_merge(struct sketch *dst, const struct sketch *src);
  * into dst earlier: counts go down exactly, and dst ends up as if src's
  * values had never been added to it (bar memory, and `collapsed`). 0, or
  * -EINVAL if src is not contained in dst (dst unchanged). Never allocates.
+ * A window adding each value to its bucket and its total must treat a failed
+ * add to either as a divergence (rebuild the total from the buckets), or
+ * merge each bucket into the total instead, which fails as a whole.
  */
 int sketch_subtract(struct sketch *dst, const struct sketch *src);
 
@@ -134,7 +137,7 @@ struct hll {
  * built on several) gets the same value. Not for hostile-collision use.
  */
 uint64_t hll_hash(const void *data, size_t len);
-/* The same finaliser for a 64-bit integer (e.g. a number's bits). */
+/* hll_hash of x's 8 bytes, little-endian (e.g. a number's bits). */
 uint64_t hll_hash_u64(uint64_t x);
 
 void hll_init(struct hll *h);

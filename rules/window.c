@@ -117,7 +117,8 @@ static void untotal(struct window *w, const struct window_shape *s, size_t slot)
 	if (!e->nsketches || w->epoch[slot] == INT64_MIN || w->epoch[slot] < w->floor)
 		return;
 	for (unsigned k = 0; k < e->nsketches; k++)
-		sketch_subtract(&w->totals[k], &w->sketches[slot * e->nsketches + k]);
+		if (sketch_subtract(&w->totals[k], &w->sketches[slot * e->nsketches + k]) < 0)
+			w->totals_stale = true;
 }
 
 static void recycle(struct window *w, const struct window_shape *s, size_t slot, int64_t bucket)
@@ -139,8 +140,9 @@ static uint64_t value_hash(const struct parser_event *ev, int field)
 	return hll_hash(v.p ? v.p : "", v.p ? v.len : 0);
 }
 
-static void add_to(double *c, struct sketch *sk, struct sketch *totals, struct hll *hl,
-		   const struct expr *e, struct parser_event *ev, pcre2_match_data *md)
+static void add_to(double *c, struct sketch *sk, struct sketch *totals, bool *stale,
+		   struct hll *hl, const struct expr *e, struct parser_event *ev,
+		   pcre2_match_data *md)
 {
 	c[0] += 1;
 	for (size_t i = 0; i < e->naggs; i++) {
@@ -191,9 +193,11 @@ static void add_to(double *c, struct sketch *sk, struct sketch *totals, struct h
 				}
 				break;
 			case AGG_QUANTILE:
-				sketch_add(&sk[a->sketch], v);
-				if (totals)
-					sketch_add(&totals[a->sketch], v);
+				/* A total that missed a value no longer matches
+				 * its buckets: mark it for a rebuild. */
+				if (sketch_add(&sk[a->sketch], v) == 0 && totals &&
+				    sketch_add(&totals[a->sketch], v) < 0)
+					*stale = true;
 				break;
 			default:
 				break;
@@ -209,7 +213,7 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 	if (ev->time_us >= w->hot_start_us && ev->time_us - w->hot_start_us < s->width_us) {
 		size_t hot = w->hot_slot;
 		add_to(w->cells + hot * e->ncells, w->sketches ? w->sketches + hot * e->nsketches : NULL,
-		       w->epoch[hot] >= w->floor ? w->totals : NULL,
+		       w->epoch[hot] >= w->floor ? w->totals : NULL, &w->totals_stale,
 		       w->hlls ? w->hlls + hot * e->nhlls : NULL, e, ev, md);
 		return 0;
 	}
@@ -227,8 +231,8 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 	w->hot_start_us = bucket * s->width_us;
 	w->hot_slot = slot;
 	add_to(w->cells + slot * e->ncells, w->sketches ? w->sketches + slot * e->nsketches : NULL,
-	       bucket >= w->floor ? w->totals : NULL, w->hlls ? w->hlls + slot * e->nhlls : NULL, e,
-	       ev, md);
+	       bucket >= w->floor ? w->totals : NULL, &w->totals_stale,
+	       w->hlls ? w->hlls + slot * e->nhlls : NULL, e, ev, md);
 	return 0;
 }
 
@@ -269,6 +273,21 @@ static void advance_floor(struct window *w, const struct window_shape *s, int64_
 	w->floor = lo;
 }
 
+/* Recompute the totals from the buckets they stand for (after a failure). */
+static void rebuild_totals(struct window *w, const struct window_shape *s)
+{
+	const struct expr *e = s->expr;
+	bool ok = true;
+	for (unsigned k = 0; k < e->nsketches; k++) {
+		sketch_reset(&w->totals[k]);
+		for (size_t slot = 0; slot < s->nb; slot++)
+			if (w->epoch[slot] != INT64_MIN && w->epoch[slot] >= w->floor)
+				ok &= sketch_merge(&w->totals[k],
+						   &w->sketches[slot * e->nsketches + k]) == 0;
+	}
+	w->totals_stale = !ok;
+}
+
 double window_agg(struct window *w, const struct window_shape *s, unsigned i, int64_t now,
 		  struct sketch *sk, struct hll *hl)
 {
@@ -288,9 +307,11 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 		break;
 	case AGG_QUANTILE:
 		advance_floor(w, s, now);
+		if (w->totals_stale)
+			rebuild_totals(w, s);
 		/* The totals also hold buckets newer than now's (events ahead of
 		 * the evaluation clock); then merge the window's buckets instead. */
-		if (w->newest <= floor_div(now, s->width_us))
+		if (!w->totals_stale && w->newest <= floor_div(now, s->width_us))
 			return sketch_quantile(&w->totals[a->sketch], a->q);
 		sketch_reset(sk);
 		break;

@@ -1,10 +1,11 @@
 /*
- * sinks.c — the stdout and jsonl sinks.
+ * sinks.c — the set of sinks: record sinks (stdout, jsonl) here, notifiers
+ * behind the policy (policy.c, deliver.c).
  *
- * One struct serves both: a file descriptor, a buffer, and what it wants.
- * Alert lines are flushed when written (they are rare and urgent); event lines
- * are batched up to FLUSH_AT bytes and flushed by the caller after each read
- * batch, so the jsonl events sink costs one write(2) per batch, not per line.
+ * A record sink is a file descriptor, a buffer, and what it wants. Alert lines
+ * are flushed when written (they are rare and urgent); event lines are batched
+ * up to FLUSH_AT bytes and flushed by the caller after each read batch, so the
+ * jsonl events sink costs one write(2) per batch, not per line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,11 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ev.h>
+
 #include "sinks/sinks.h"
+#include "sinks/sinks_int.h"
 
 #define FLUSH_AT (256 * 1024)
 
-struct sink {
+struct record {
 	char *name;
 	char *path; /* NULL for stdout */
 	int fd;
@@ -28,9 +32,9 @@ struct sink {
 	struct sink_stats stats;
 };
 
-static struct sink *sink_alloc(const char *name, int fd, bool events)
+static struct record *record_alloc(const char *name, int fd, bool events)
 {
-	struct sink *s = calloc(1, sizeof *s);
+	struct record *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
 	s->name = kl_strndup(name, strlen(name));
@@ -43,19 +47,19 @@ static struct sink *sink_alloc(const char *name, int fd, bool events)
 	return s;
 }
 
-struct sink *sink_stdout_new(const char *name, int fd)
+static struct record *record_stdout_new(const char *name, int fd)
 {
-	return sink_alloc(name, fd, false);
+	return record_alloc(name, fd, false);
 }
 
-struct sink *sink_jsonl_new(const char *name, const char *path, bool events, int *err)
+static struct record *record_jsonl_new(const char *name, const char *path, bool events, int *err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		*err = -errno;
 		return NULL;
 	}
-	struct sink *s = sink_alloc(name, fd, events);
+	struct record *s = record_alloc(name, fd, events);
 	if (!s || !(s->path = kl_strndup(path, strlen(path)))) {
 		if (s)
 			free(s->name);
@@ -68,7 +72,7 @@ struct sink *sink_jsonl_new(const char *name, const char *path, bool events, int
 	return s;
 }
 
-void sink_flush(struct sink *s)
+static void record_flush(struct record *s)
 {
 	size_t off = 0;
 	while (off < s->buf.len) {
@@ -93,27 +97,17 @@ done:
 	kl_buf_reset(&s->buf);
 }
 
-void sink_free(struct sink *s)
+static void record_free(struct record *s)
 {
 	if (!s)
 		return;
-	sink_flush(s);
+	record_flush(s);
 	if (s->owns_fd)
 		close(s->fd);
 	kl_buf_free(&s->buf);
 	free(s->name);
 	free(s->path);
 	free(s);
-}
-
-bool sink_wants_events(const struct sink *s)
-{
-	return s->events;
-}
-
-bool sink_wants_alerts(const struct sink *s)
-{
-	return !s->events;
 }
 
 static int append_labels(struct kl_buf *b, const struct rules_label *l, size_t n)
@@ -149,7 +143,7 @@ int sink_transition_json(const struct rules_transition *t, struct kl_buf *b)
 	return rc;
 }
 
-void sink_alert(struct sink *s, const struct rules_transition *t)
+static void record_alert(struct record *s, const struct rules_transition *t)
 {
 	if (s->events)
 		return;
@@ -160,10 +154,10 @@ void sink_alert(struct sink *s, const struct rules_transition *t)
 		return;
 	}
 	s->lines_pending++;
-	sink_flush(s);
+	record_flush(s);
 }
 
-void sink_event(struct sink *s, const char *source, struct parser_event *ev)
+static void record_event(struct record *s, const char *source, struct parser_event *ev)
 {
 	if (!s->events)
 		return;
@@ -175,10 +169,179 @@ void sink_event(struct sink *s, const char *source, struct parser_event *ev)
 	}
 	s->lines_pending++;
 	if (s->buf.len >= FLUSH_AT)
-		sink_flush(s);
+		record_flush(s);
 }
 
-void sink_get_stats(const struct sink *s, struct sink_stats *out)
+/* ---- the set ------------------------------------------------------------------ */
+
+struct sinks {
+	struct record **records;
+	size_t nrecords;
+	struct notifier **notifiers;
+	size_t nnotifiers;
+	struct http *http;
+	struct spool *spool;
+	struct policy *policy;
+	bool want_events;
+};
+
+static const char *const kind_names[] = {
+	[SINK_STDOUT] = "stdout",   [SINK_JSONL] = "jsonl",   [SINK_WEBHOOK] = "webhook",
+	[SINK_ALERTMANAGER] = "alertmanager", [SINK_SLACK] = "slack", [SINK_DISCORD] = "discord",
+	[SINK_TEAMS] = "teams",
+};
+
+int sink_kind_from_name(const char *name, enum sink_kind *out)
 {
-	*out = s->stats;
+	for (size_t i = 0; i < KL_ARRAY_LEN(kind_names); i++)
+		if (!strcmp(kind_names[i], name)) {
+			*out = (enum sink_kind)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *sink_kind_name(enum sink_kind k)
+{
+	return (size_t)k < KL_ARRAY_LEN(kind_names) ? kind_names[k] : "unknown";
+}
+
+void notify_spec_defaults(struct notify_spec *n)
+{
+	n->group_wait_us = 30 * 1000000LL;
+	n->group_interval_us = 5 * 60 * 1000000LL;
+	n->repeat_interval_us = 4 * 3600 * 1000000LL;
+	n->send_resolved = true;
+}
+
+static int add_record(struct sinks *s, const struct sink_spec *sp)
+{
+	int err = -ENOMEM;
+	struct record *r = sp->kind == SINK_STDOUT ? record_stdout_new(sp->name, STDOUT_FILENO)
+						   : record_jsonl_new(sp->name, sp->path, sp->events, &err);
+	if (!r) {
+		kl_log(KL_LOG_ERROR, "sink '%s': cannot open '%s': %s", sp->name,
+		       sp->path ? sp->path : "stdout", strerror(-err));
+		return err;
+	}
+	s->records[s->nrecords++] = r;
+	s->want_events |= r->events;
+	return 0;
+}
+
+static int open_notifiers(struct sinks *s, struct ev_loop *loop, const struct sinks_spec *spec)
+{
+	int rc = spool_open(spec->state_dir, spec->spool_max_bytes ? spec->spool_max_bytes : 64u << 20,
+			    &s->spool);
+	if (rc < 0) {
+		kl_log(KL_LOG_ERROR, "sinks: cannot open the spool in '%s': %s; check state_dir exists and is writable",
+		       spec->state_dir, strerror(-rc));
+		return rc;
+	}
+	s->http = http_new(loop);
+	if (!s->http)
+		return -ENOMEM;
+	for (size_t i = 0; i < spec->nsinks; i++) {
+		if (!sink_kind_notifies(spec->sinks[i].kind))
+			continue;
+		struct notifier *n = notifier_new(loop, s->http, s->spool, &spec->sinks[i],
+						  spec->external_url ? spec->external_url : "");
+		if (!n)
+			return -ENOMEM;
+		s->notifiers[s->nnotifiers++] = n;
+	}
+	s->policy = policy_new(loop, spec, s->notifiers, s->nnotifiers, &rc);
+	if (!s->policy)
+		return rc;
+	for (size_t i = 0; i < s->nnotifiers; i++)
+		notifier_kick(s->notifiers[i]);
+	return 0;
+}
+
+struct sinks *sinks_new(struct ev_loop *loop, const struct sinks_spec *spec, int *err)
+{
+	struct sinks *s = calloc(1, sizeof *s);
+	size_t n = spec->nsinks ? spec->nsinks : 1;
+	if (!s || !(s->records = calloc(n, sizeof *s->records)) ||
+	    !(s->notifiers = calloc(n, sizeof *s->notifiers))) {
+		*err = -ENOMEM;
+		goto fail;
+	}
+	bool notifiers = false;
+	for (size_t i = 0; i < spec->nsinks; i++) {
+		if (sink_kind_notifies(spec->sinks[i].kind)) {
+			notifiers = true;
+			continue;
+		}
+		if ((*err = add_record(s, &spec->sinks[i])) < 0)
+			goto fail;
+	}
+	if (notifiers) {
+		if (!loop) {
+			*err = -EINVAL;
+			goto fail;
+		}
+		if ((*err = open_notifiers(s, loop, spec)) < 0)
+			goto fail;
+	}
+	return s;
+fail:
+	sinks_free(s);
+	return NULL;
+}
+
+void sinks_free(struct sinks *s)
+{
+	if (!s)
+		return;
+	policy_free(s->policy);
+	for (size_t i = 0; i < s->nnotifiers; i++)
+		notifier_free(s->notifiers[i]);
+	http_free(s->http);
+	spool_close(s->spool);
+	for (size_t i = 0; i < s->nrecords; i++)
+		record_free(s->records[i]);
+	free(s->records);
+	free(s->notifiers);
+	free(s);
+}
+
+void sinks_alert(struct sinks *s, const struct rules_transition *t)
+{
+	for (size_t i = 0; i < s->nrecords; i++)
+		record_alert(s->records[i], t);
+	if (s->policy)
+		policy_alert(s->policy, t);
+}
+
+bool sinks_want_events(const struct sinks *s)
+{
+	return s->want_events;
+}
+
+void sinks_event(struct sinks *s, const char *source, struct parser_event *ev)
+{
+	for (size_t i = 0; i < s->nrecords; i++)
+		record_event(s->records[i], source, ev);
+}
+
+void sinks_flush(struct sinks *s)
+{
+	for (size_t i = 0; i < s->nrecords; i++)
+		record_flush(s->records[i]);
+}
+
+int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *out)
+{
+	for (size_t i = 0; i < s->nrecords; i++)
+		if (!strcmp(s->records[i]->name, name)) {
+			*out = s->records[i]->stats;
+			return 0;
+		}
+	for (size_t i = 0; i < s->nnotifiers; i++)
+		if (!strcmp(notifier_name(s->notifiers[i]), name)) {
+			notifier_get_stats(s->notifiers[i], out);
+			return 0;
+		}
+	return -ENOENT;
 }

@@ -1,15 +1,25 @@
 /*
  * sinks.h — where alert transitions and events go.
  *
- * This version has two kinds of sink: `stdout` (every alert transition as one
- * JSON line, the contract's line) and `jsonl` (JSON lines appended to a file:
- * alert transitions, or with what: events every parsed event). Webhook and chat
- * sinks come with the notification issue and will plug in behind the same
- * calls.
+ * Two families of sink:
+ *  - records: `stdout` (every alert transition as one JSON line, the contract's
+ *    line) and `jsonl` (JSON lines appended to a file: transitions, or with
+ *    what: events every parsed event). They see everything, at once, and ignore
+ *    routes.
+ *  - notifiers: `webhook` (Alertmanager's webhook payload v4), `alertmanager`
+ *    (an existing Alertmanager's /api/v2/alerts), `slack` (also Mattermost and
+ *    Rocket.Chat), `discord`, `teams`. Transitions reach them through the
+ *    notification policy: routes pick the sinks, alerts of one rule and route
+ *    are grouped into one message (group_wait, group_interval), firing groups
+ *    are repeated (repeat_interval), resolved alerts are sent once
+ *    (send_resolved), silences and inhibition mute. Every message is written to
+ *    an fsync'd spool before it is sent, and removed only once the receiver
+ *    took it (2xx) or refused it for good (4xx other than 429): a receiver
+ *    outage or a restart loses nothing. Delivery runs on the loop through
+ *    libcurl's multi interface; ingestion never waits for it.
  *
- * Writes are buffered; alert lines are written out at once (a page must not
- * wait in a buffer), event lines when the buffer fills and on sink_flush. A
- * failing write is logged once per sink and counted; the sink keeps trying.
+ * The program builds a struct sinks_spec from the configuration and hands it
+ * to sinks_new; the spec is copied where needed and may be freed afterwards.
  */
 #ifndef SINKS_H
 #define SINKS_H
@@ -21,28 +31,112 @@
 #include "parsers/parsers.h"
 #include "rules/rules.h"
 
-struct sink;
+struct ev_loop;
+struct sinks;
 
-/* Alert transitions as JSON lines on file descriptor fd (1 for stdout). */
-struct sink *sink_stdout_new(const char *name, int fd);
+enum sink_kind {
+	SINK_STDOUT,
+	SINK_JSONL,
+	SINK_WEBHOOK,
+	SINK_ALERTMANAGER,
+	SINK_SLACK,
+	SINK_DISCORD,
+	SINK_TEAMS,
+};
+
+/* "stdout", "jsonl", "webhook", … → kind; 0 or -EINVAL. */
+int sink_kind_from_name(const char *name, enum sink_kind *out);
+const char *sink_kind_name(enum sink_kind k);
+static inline bool sink_kind_notifies(enum sink_kind k)
+{
+	return k >= SINK_WEBHOOK;
+}
+
+struct sink_spec {
+	const char *name;
+	enum sink_kind kind;
+	const char *path;	/* jsonl */
+	bool events;		/* jsonl: every event rather than transitions */
+	const char *url;	/* notifiers; a secret: never logged whole */
+	const char *secret;	/* HMAC-SHA256 key, or NULL */
+	bool tls_insecure;	/* tls_verify: false */
+	int64_t timeout_us;	/* per request; 0: 10 s */
+};
+
+struct sink_match {
+	const char *name;
+	const char *value;
+};
+
+struct notify_spec {
+	int64_t group_wait_us;
+	int64_t group_interval_us;
+	int64_t repeat_interval_us;
+	bool send_resolved;
+};
+
+/* Defaults: Alertmanager's (group_wait 30s, group_interval 5m,
+ * repeat_interval 4h, send_resolved true). */
+void notify_spec_defaults(struct notify_spec *n);
+
+struct route_spec {
+	const struct sink_match *match; /* every one must equal the alert's label */
+	size_t nmatch;
+	const char *const *sinks;	/* names of notifier sinks */
+	size_t nsinks;
+	bool cont;			/* continue to the next routes after a match */
+	struct notify_spec notify;
+};
+
+struct inhibit_spec {
+	const struct sink_match *source_match; /* the muting alert (firing) */
+	size_t nsource;
+	const struct sink_match *target_match; /* the muted alert */
+	size_t ntarget;
+	const char *const *equal;	       /* labels both must share */
+	size_t nequal;
+};
+
+struct sinks_spec {
+	const char *state_dir;	       /* spool and silences live here */
+	const char *external_url;      /* in webhook payloads; may be NULL */
+	uint64_t spool_max_bytes;      /* 0: 64 MiB */
+	const struct sink_spec *sinks;
+	size_t nsinks;
+	const struct route_spec *routes; /* none: one route to every notifier */
+	size_t nroutes;
+	struct notify_spec notify;     /* defaults for routes */
+	const struct inhibit_spec *inhibits;
+	size_t ninhibits;
+};
+
 /*
- * JSON lines appended to path (created 0640 if missing). events: every parsed
- * event; otherwise alert transitions. NULL with *err = -errno on failure.
+ * Open every sink of spec. loop is needed by notifiers (NULL is fine when
+ * there are none). Pending messages found in the spool are queued for
+ * delivery. NULL with *err = -errno on failure (logged with the sink's name).
  */
-struct sink *sink_jsonl_new(const char *name, const char *path, bool events, int *err);
-void sink_free(struct sink *s); /* flushes; accepts NULL */
+struct sinks *sinks_new(struct ev_loop *loop, const struct sinks_spec *spec, int *err);
+/* Stops every watcher, flushes the record sinks, closes the spool (what is
+ * pending stays in it for the next start). Accepts NULL. */
+void sinks_free(struct sinks *s);
 
-bool sink_wants_events(const struct sink *s);
-bool sink_wants_alerts(const struct sink *s);
-void sink_alert(struct sink *s, const struct rules_transition *t);
-void sink_event(struct sink *s, const char *source, struct parser_event *ev);
-void sink_flush(struct sink *s);
+/* An alert transition, at t->at_us (the caller's clock: the wall clock). */
+void sinks_alert(struct sinks *s, const struct rules_transition *t);
+bool sinks_want_events(const struct sinks *s);
+void sinks_event(struct sinks *s, const char *source, struct parser_event *ev);
+/* Write out buffered record lines (after each read batch). */
+void sinks_flush(struct sinks *s);
 
 struct sink_stats {
-	uint64_t written;    /* lines */
-	uint64_t failed;     /* lines lost to write errors */
+	uint64_t written;   /* records: lines; notifiers: messages delivered (2xx) */
+	uint64_t failed;    /* records: lines lost; notifiers: messages given up (4xx) */
+	uint64_t retried;   /* notifiers: attempts that will be retried */
+	uint64_t spooled;   /* notifiers: messages written to the spool */
+	uint64_t silenced;  /* alerts left out of a message by a silence */
+	uint64_t inhibited; /* alerts left out by an inhibit rule */
 };
-void sink_get_stats(const struct sink *s, struct sink_stats *out);
+/* Stats of the sink named name; -ENOENT if there is none. */
+int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *out);
 
 /*
  * The contract's alert line, without the newline:
@@ -50,5 +144,41 @@ void sink_get_stats(const struct sink *s, struct sink_stats *out);
  *  "annotations":{…},"started":"…Z"}
  */
 int sink_transition_json(const struct rules_transition *t, struct kl_buf *out);
+
+/* ---- silences (state_dir/silences.json) ---------------------------------- */
+
+struct silence_matcher {
+	char *name;
+	char *value;
+	bool regex; /* value is a PCRE2 pattern matched against the whole label */
+};
+
+struct silence {
+	char *id;
+	struct silence_matcher *matchers;
+	size_t nmatchers;
+	int64_t starts_us;
+	int64_t ends_us;
+	int64_t created_us;
+	char *comment;
+};
+
+struct silences {
+	struct silence *items;
+	size_t n;
+};
+
+/* Load state_dir/silences.json (a missing file is an empty list). 0 or
+ * -errno / -EINVAL (the message is logged with the path). */
+int silences_load(const char *state_dir, struct silences *out);
+/* Write the list atomically (temp, fsync, rename). */
+int silences_save(const char *state_dir, const struct silences *s);
+void silences_free(struct silences *s);
+/* A new id (random, 16 hex digits) into out[17]. */
+void silence_new_id(char out[17]);
+/* Whether the silence is active at now and matches every matcher against the
+ * label set. */
+bool silence_matches(const struct silence *s, const struct sink_match *labels, size_t n,
+		     int64_t now_us);
 
 #endif

@@ -198,7 +198,7 @@ int cmd_replay(int argc, char **argv)
 	int status = EXIT_PROBLEMS;
 	int64_t t0 = kl_mono_us();
 	kl_log_set_quiet(true);
-	if (runtime_load(&rp.rt, path, &d) < 0 || runtime_open_sinks(&rp.rt, true) < 0 ||
+	if (runtime_load(&rp.rt, path, &d) < 0 || runtime_open_sinks(&rp.rt, NULL) < 0 ||
 	    gather(&rp, &a) < 0)
 		goto out;
 	for (size_t i = 0; i < rp.ncursors; i++)

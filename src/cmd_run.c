@@ -138,7 +138,7 @@ int cmd_run(int argc, char **argv)
 		kl_log(KL_LOG_ERROR, "run: cannot start the event loop");
 		return EXIT_PROBLEMS;
 	}
-	if (runtime_load(&r.rt, path, &d) < 0 || runtime_open_sinks(&r.rt, false) < 0)
+	if (runtime_load(&r.rt, path, &d) < 0 || runtime_open_sinks(&r.rt, r.loop) < 0)
 		goto out;
 	if (start_tails(&r) < 0)
 		goto out;

@@ -1020,47 +1020,209 @@ static void resolve_parsers(struct ctx *x)
 }
 
 /* ------------------------------------------------------------------------- */
+/* Small typed readers for the notification keys */
+
+/* A duration; false after reporting. */
+static bool get_duration(struct ctx *x, const struct kl_ynode *v, const char *key, int64_t *out)
+{
+	const char *s = get_str(x, v, "a duration", key);
+	char shown[96];
+	if (!s)
+		return false;
+	if (kl_parse_duration_us(s, strlen(s), out) < 0) {
+		config_error(x, v,
+			     "invalid duration '%s' for '%s'; expected a number with a unit: us, ms, s, "
+			     "m, h, d, w (e.g. 30s, 5m, 4h)",
+			     show(v, shown, sizeof shown), key);
+		return false;
+	}
+	return true;
+}
+
+static bool get_bool(struct ctx *x, const struct kl_ynode *v, const char *key, bool *out)
+{
+	const char *s = get_str(x, v, "true or false", key);
+	char shown[96];
+	if (!s)
+		return false;
+	if (!strcmp(s, "true") || !strcmp(s, "yes")) {
+		*out = true;
+		return true;
+	}
+	if (!strcmp(s, "false") || !strcmp(s, "no")) {
+		*out = false;
+		return true;
+	}
+	config_error(x, v, "invalid value '%s' for '%s'; expected true or false",
+		     show(v, shown, sizeof shown), key);
+	return false;
+}
+
+/* A mapping of label names to values (route `match`, inhibit matchers). */
+static bool get_matchers(struct ctx *x, const struct kl_ynode *v, const char *key,
+			 struct sink_match **out, size_t *n)
+{
+	if (!want_map(x, v, key))
+		return false;
+	*out = calloc(v->n ? v->n : 1, sizeof **out);
+	if (!*out) {
+		oom(x);
+		return false;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		char *value = dup_str(x, v->items[i], "a label value", v->keys[i]->str);
+		char *name = kl_strndup(v->keys[i]->str, v->keys[i]->len);
+		if (!value || !name) {
+			free(value);
+			free(name);
+			return false;
+		}
+		(*out)[(*n)++] = (struct sink_match){ name, value };
+	}
+	return true;
+}
+
+/* A list of scalars (or one scalar). */
+static bool get_names(struct ctx *x, const struct kl_ynode *v, const char *key, char ***out,
+		      size_t *n)
+{
+	const struct kl_ynode *const *items = (const struct kl_ynode *const *)&v;
+	size_t count = 1;
+	if (v->type == KL_Y_SEQ) {
+		items = (const struct kl_ynode *const *)v->items;
+		count = v->n;
+	}
+	*out = calloc(count ? count : 1, sizeof **out);
+	if (!*out) {
+		oom(x);
+		return false;
+	}
+	for (size_t i = 0; i < count; i++) {
+		char *name = dup_str(x, items[i], "a name", key);
+		if (!name)
+			return false;
+		(*out)[(*n)++] = name;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------- */
 /* sinks */
 
-static const char *const sink_keys[] = { "name", "type", "path", "what", NULL };
-static const char *const later_sink_types[] = { "slack",	"webhook", "discord",
-						"teams",	"alertmanager", NULL };
+static const char *const sink_keys[] = { "name", "type", "path", "what", "url", "url_file",
+					 "secret_file", "tls_verify", "timeout", NULL };
+enum { SK_NAME, SK_TYPE, SK_PATH, SK_WHAT, SK_URL, SK_URL_FILE, SK_SECRET_FILE, SK_TLS, SK_TIMEOUT };
 
-/* type: stdout | jsonl. false after reporting. */
+/* type: one of sink_kind's names. false after reporting. */
 static bool sink_type(struct ctx *x, struct config_sink *s, const struct kl_ynode *v)
 {
 	const char *t = get_str(x, v, "a sink type", "type");
 	char shown[96];
 	if (!t)
 		return false;
-	if (strcmp(t, "stdout") == 0) {
-		s->type = CONFIG_SINK_STDOUT;
+	if (sink_kind_from_name(t, &s->type) == 0)
 		return true;
-	}
-	if (strcmp(t, "jsonl") == 0) {
-		s->type = CONFIG_SINK_JSONL;
-		return true;
-	}
-	for (size_t i = 0; later_sink_types[i]; i++) {
-		if (strcmp(t, later_sink_types[i]) == 0) {
-			config_error(x, v,
-				     "sink type '%s' is not available in this version; available: "
-				     "stdout, jsonl",
-				     show(v, shown, sizeof shown));
-			return false;
-		}
-	}
-	config_error(x, v, "unknown sink type '%s'; available: stdout, jsonl",
+	config_error(x, v,
+		     "unknown sink type '%s'; available: stdout, jsonl, webhook, alertmanager, slack, "
+		     "discord, teams",
 		     show(v, shown, sizeof shown));
 	return false;
+}
+
+/* A secret read from a file: the first line, trailing whitespace removed. The
+ * message names the file, never its content. */
+static char *read_secret(struct ctx *x, const struct kl_ynode *v, const char *key)
+{
+	const char *path = get_str(x, v, "a file path", key);
+	char *data;
+	size_t len;
+	if (!path)
+		return NULL;
+	int rc = kl_read_file(path, 64 * 1024, &data, &len);
+	if (rc < 0) {
+		config_error(x, v, "cannot read the secret for '%s' from '%s': %s", key, path,
+			     strerror(-rc));
+		return NULL;
+	}
+	char *nl = memchr(data, '\n', len);
+	if (nl)
+		len = (size_t)(nl - data);
+	while (len && (data[len - 1] == '\r' || data[len - 1] == ' ' || data[len - 1] == '\t'))
+		len--;
+	data[len] = '\0';
+	if (!len) {
+		config_error(x, v, "the file '%s' for '%s' is empty", path, key);
+		free(data);
+		return NULL;
+	}
+	return data;
+}
+
+static void sink_records(struct ctx *x, struct config_sink *s, const char *lb,
+			 const struct kl_ynode *item, const struct kl_ynode *path,
+			 const struct kl_ynode *what)
+{
+	char shown[96];
+	if (s->type == SINK_STDOUT) {
+		if (path)
+			config_error(x, path, "'path' is not used by a stdout sink");
+		if (what)
+			config_error(x, what, "'what' is not used by a stdout sink");
+		return;
+	}
+	if (!path)
+		config_error(x, item, "%s is missing 'path' (the file a jsonl sink writes)", lb);
+	else
+		s->path = dup_str(x, path, "a path", "path");
+	if (what) {
+		const char *w = get_str(x, what, "'events' or 'alerts'", "what");
+		if (w && strcmp(w, "events") == 0)
+			s->events = true;
+		else if (w && strcmp(w, "alerts") != 0)
+			config_error(x, what,
+				     "invalid value '%s' for 'what'; expected 'events' or 'alerts'",
+				     show(what, shown, sizeof shown));
+	}
+}
+
+static void sink_notifier(struct ctx *x, struct config_sink *s, const char *lb,
+			  const struct kl_ynode *item, const struct kl_ynode *const *nodes)
+{
+	if (nodes[SK_PATH])
+		config_error(x, nodes[SK_PATH], "'path' is used only by jsonl sinks");
+	if (nodes[SK_WHAT])
+		config_error(x, nodes[SK_WHAT], "'what' is used only by jsonl sinks");
+	if (nodes[SK_URL] && nodes[SK_URL_FILE]) {
+		config_error(x, nodes[SK_URL_FILE], "%s has both 'url' and 'url_file'; keep one", lb);
+		return;
+	}
+	if (nodes[SK_URL])
+		s->url = dup_str(x, nodes[SK_URL], "a URL", "url");
+	else if (nodes[SK_URL_FILE])
+		s->url = read_secret(x, nodes[SK_URL_FILE], "url_file");
+	else
+		config_error(x, item, "%s is missing 'url' (or 'url_file')", lb);
+	if (s->url && strncmp(s->url, "http://", 7) && strncmp(s->url, "https://", 8)) {
+		/* Not shown: a webhook URL is a secret. */
+		config_error(x, nodes[SK_URL] ? nodes[SK_URL] : nodes[SK_URL_FILE],
+			     "%s: the URL must start with http:// or https://", lb);
+	}
+	if (nodes[SK_SECRET_FILE])
+		s->secret = read_secret(x, nodes[SK_SECRET_FILE], "secret_file");
+	bool verify = true;
+	if (nodes[SK_TLS] && get_bool(x, nodes[SK_TLS], "tls_verify", &verify) && !verify) {
+		s->tls_insecure = true;
+		kl_log(KL_LOG_WARN, "config: %s: tls_verify is false: its TLS certificate is not checked", lb);
+	}
+	s->timeout_us = 10 * 1000000LL;
+	if (nodes[SK_TIMEOUT] && get_duration(x, nodes[SK_TIMEOUT], "timeout", &s->timeout_us) &&
+	    s->timeout_us <= 0)
+		config_error(x, nodes[SK_TIMEOUT], "'timeout' must be more than 0");
 }
 
 static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynode *item)
 {
 	struct config *c = x->c;
-	const struct kl_ynode *path = NULL, *what = NULL;
-	char shown[96];
-
 	if (item->type != KL_Y_MAP) {
 		config_error(x, item, "expected a mapping for each entry of 'sinks', found %s",
 			     kind(item));
@@ -1081,52 +1243,37 @@ static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynod
 	}
 	char lb[96];
 	label(lb, sizeof lb, "sink", s->name);
-	const struct kl_ynode *type = kl_ymap_get(item, "type");
+	const struct kl_ynode *nodes[KL_ARRAY_LEN(sink_keys)] = { 0 };
 	bool typed = false;
 	for (size_t i = 0; i < item->n; i++) {
 		char where[128];
 		snprintf(where, sizeof where, " in %s", lb);
-		switch (known_key(x, item->keys[i], sink_keys, where)) {
-		case 1:
+		int k = known_key(x, item->keys[i], sink_keys, where);
+		if (k < 0)
+			continue;
+		nodes[k] = item->items[i];
+		if (k == SK_TYPE)
 			typed = sink_type(x, s, item->items[i]);
-			break;
-		case 2:
-			path = item->items[i];
-			break;
-		case 3:
-			what = item->items[i];
-			break;
-		default:
-			break;
-		}
 	}
-	if (!type) {
-		config_error(x, item, "%s is missing 'type' (stdout or jsonl)", lb);
+	if (!nodes[SK_TYPE]) {
+		config_error(x, item,
+			     "%s is missing 'type' (stdout, jsonl, webhook, alertmanager, slack, discord "
+			     "or teams)",
+			     lb);
 		return;
 	}
 	if (!typed)
 		return;
-	if (s->type == CONFIG_SINK_STDOUT) {
-		if (path)
-			config_error(x, path, "'path' is not used by a stdout sink");
-		if (what)
-			config_error(x, what, "'what' is not used by a stdout sink");
+	if (sink_kind_notifies(s->type)) {
+		sink_notifier(x, s, lb, item, nodes);
 		return;
 	}
-	if (!path) {
-		config_error(x, item, "%s is missing 'path' (the file a jsonl sink writes)", lb);
-	} else {
-		s->path = dup_str(x, path, "a path", "path");
-	}
-	if (what) {
-		const char *w = get_str(x, what, "'events' or 'alerts'", "what");
-		if (w && strcmp(w, "events") == 0)
-			s->events = true;
-		else if (w && strcmp(w, "alerts") != 0)
-			config_error(x, what,
-				     "invalid value '%s' for 'what'; expected 'events' or 'alerts'",
-				     show(what, shown, sizeof shown));
-	}
+	for (int k = SK_URL; k <= SK_TIMEOUT; k++)
+		if (nodes[k])
+			config_error(x, nodes[k], "'%s' is used only by notifying sinks (webhook, "
+						  "alertmanager, slack, discord, teams)",
+				     sink_keys[k]);
+	sink_records(x, s, lb, item, nodes[SK_PATH], nodes[SK_WHAT]);
 }
 
 static void load_sinks(struct ctx *x, const struct kl_ynode *v)
@@ -1153,19 +1300,197 @@ static void load_sinks(struct ctx *x, const struct kl_ynode *v)
 }
 
 /* ------------------------------------------------------------------------- */
+/* notify, routes, inhibit */
+
+static const char *const notify_keys[] = { "group_wait", "group_interval", "repeat_interval",
+					   "send_resolved", NULL };
+
+/* Key k of a notify mapping (or a route's override); true if it was one. */
+static bool notify_key(struct ctx *x, const struct kl_ynode *k, const struct kl_ynode *v,
+		       struct notify_spec *n)
+{
+	if (key_is(k, "group_wait"))
+		get_duration(x, v, "group_wait", &n->group_wait_us);
+	else if (key_is(k, "group_interval"))
+		get_duration(x, v, "group_interval", &n->group_interval_us);
+	else if (key_is(k, "repeat_interval"))
+		get_duration(x, v, "repeat_interval", &n->repeat_interval_us);
+	else if (key_is(k, "send_resolved"))
+		get_bool(x, v, "send_resolved", &n->send_resolved);
+	else
+		return false;
+	return true;
+}
+
+static void load_notify(struct ctx *x, const struct kl_ynode *v)
+{
+	if (!want_map(x, v, "notify"))
+		return;
+	for (size_t i = 0; i < v->n; i++)
+		if (!notify_key(x, v->keys[i], v->items[i], &x->c->notify))
+			known_key(x, v->keys[i], notify_keys, " in 'notify'");
+}
+
+static const char *const route_keys[] = { "match", "sinks", "continue", "group_wait",
+					  "group_interval", "repeat_interval", "send_resolved", NULL };
+
+static void load_route(struct ctx *x, struct config_route *r, const struct kl_ynode *item,
+		       const struct kl_ynode *notify)
+{
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'routes', found %s",
+			     kind(item));
+		return;
+	}
+	r->line = item->line;
+	r->col = item->col;
+	r->notify = x->c->notify;
+	/* The global notify: may come after routes: in the file; read it first. */
+	for (size_t i = 0; notify && notify->type == KL_Y_MAP && i < notify->n; i++)
+		notify_key(x, notify->keys[i], notify->items[i], &r->notify);
+	for (size_t i = 0; i < item->n; i++) {
+		const struct kl_ynode *k = item->keys[i], *v = item->items[i];
+		if (notify_key(x, k, v, &r->notify))
+			continue;
+		if (key_is(k, "match"))
+			get_matchers(x, v, "match", &r->match, &r->nmatch);
+		else if (key_is(k, "sinks"))
+			get_names(x, v, "sinks", &r->sinks, &r->nsinks);
+		else if (key_is(k, "continue"))
+			get_bool(x, v, "continue", &r->cont);
+		else
+			known_key(x, k, route_keys, " in a route");
+	}
+	if (!kl_ymap_get(item, "sinks"))
+		config_error(x, item, "a route needs 'sinks' (the notifying sinks it sends to)");
+}
+
+static void load_routes(struct ctx *x, const struct kl_ynode *v, const struct kl_ynode *notify)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "routes") || !list_len(v))
+		return;
+	c->routes = calloc(list_len(v), sizeof *c->routes);
+	if (!c->routes) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < list_len(v); i++) {
+		c->nroutes++;
+		load_route(x, &c->routes[i], v->items[i], notify);
+	}
+}
+
+static const char *const inhibit_keys[] = { "source_match", "target_match", "equal", NULL };
+
+static void load_inhibits(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "inhibit") || !list_len(v))
+		return;
+	c->inhibits = calloc(list_len(v), sizeof *c->inhibits);
+	if (!c->inhibits) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < list_len(v); i++) {
+		const struct kl_ynode *item = v->items[i];
+		struct config_inhibit *in = &c->inhibits[c->ninhibits++];
+		if (!want_map(x, item, "inhibit"))
+			continue;
+		for (size_t k = 0; k < item->n; k++) {
+			const struct kl_ynode *key = item->keys[k], *val = item->items[k];
+			if (key_is(key, "source_match"))
+				get_matchers(x, val, "source_match", &in->source_match, &in->nsource);
+			else if (key_is(key, "target_match"))
+				get_matchers(x, val, "target_match", &in->target_match, &in->ntarget);
+			else if (key_is(key, "equal"))
+				get_names(x, val, "equal", &in->equal, &in->nequal);
+			else
+				known_key(x, key, inhibit_keys, " in an inhibit rule");
+		}
+		if (!in->nsource || !in->ntarget)
+			config_error(x, item, "an inhibit rule needs 'source_match' and 'target_match'");
+	}
+}
+
+/* Every route names notifying sinks that exist. */
+static void check_routes(struct ctx *x, const struct kl_ynode *routes)
+{
+	struct config *c = x->c;
+	for (size_t i = 0; i < c->nroutes; i++)
+		for (size_t k = 0; k < c->routes[i].nsinks; k++) {
+			const char *name = c->routes[i].sinks[k];
+			const struct config_sink *found = NULL;
+			for (size_t j = 0; j < c->nsinks; j++)
+				if (c->sinks[j].name && !strcmp(c->sinks[j].name, name))
+					found = &c->sinks[j];
+			const struct kl_ynode *at = routes->items[i];
+			if (!found)
+				config_error(x, at, "route %zu names sink '%s', which is not defined under 'sinks'",
+					     i + 1, name);
+			else if (!sink_kind_notifies(found->type))
+				config_error(x, at,
+					     "route %zu names sink '%s', a %s sink; routes choose among notifying sinks (stdout and jsonl record every transition)",
+					     i + 1, name, sink_kind_name(found->type));
+		}
+}
+
+/* The sinks stage's view of the config (pointers into it). */
+static int build_sinks_spec(struct config *c)
+{
+	struct sinks_spec *sp = &c->sinks_spec;
+	c->sink_specs = calloc(c->nsinks ? c->nsinks : 1, sizeof *c->sink_specs);
+	c->route_specs = calloc(c->nroutes ? c->nroutes : 1, sizeof *c->route_specs);
+	c->inhibit_specs = calloc(c->ninhibits ? c->ninhibits : 1, sizeof *c->inhibit_specs);
+	if (!c->sink_specs || !c->route_specs || !c->inhibit_specs)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->nsinks; i++) {
+		const struct config_sink *s = &c->sinks[i];
+		c->sink_specs[i] = (struct sink_spec){ s->name, s->type, s->path, s->events, s->url,
+						       s->secret, s->tls_insecure, s->timeout_us };
+	}
+	for (size_t i = 0; i < c->nroutes; i++) {
+		const struct config_route *r = &c->routes[i];
+		c->route_specs[i] = (struct route_spec){ r->match, r->nmatch,
+							 (const char *const *)r->sinks, r->nsinks,
+							 r->cont, r->notify };
+	}
+	for (size_t i = 0; i < c->ninhibits; i++) {
+		const struct config_inhibit *in = &c->inhibits[i];
+		c->inhibit_specs[i] = (struct inhibit_spec){ in->source_match, in->nsource,
+							     in->target_match, in->ntarget,
+							     (const char *const *)in->equal, in->nequal };
+	}
+	*sp = (struct sinks_spec){
+		.state_dir = c->state_dir,
+		.external_url = c->external_url,
+		.sinks = c->sink_specs,
+		.nsinks = c->nsinks,
+		.routes = c->route_specs,
+		.nroutes = c->nroutes,
+		.notify = c->notify,
+		.inhibits = c->inhibit_specs,
+		.ninhibits = c->ninhibits,
+	};
+	return 0;
+}
+
+/* ------------------------------------------------------------------------- */
 /* The whole file */
 
 static const char *const top_keys[] = { "state_dir", "listen",	"eval_interval", "rule_files",
-					"sources",   "parsers", "sinks",	 "redis",
-					"probes",    "routes",	"notify",	 "rotate",
-					"inhibit",   NULL };
-enum { FIRST_RESERVED = 7 };
+					"sources",   "parsers", "sinks",	 "routes",
+					"notify",    "inhibit", "external_url",	 "redis",
+					"probes",    "rotate",	NULL };
+enum { FIRST_RESERVED = 11 };
 
 static int set_defaults(struct config *c)
 {
 	c->state_dir = kl_strndup("/var/lib/klaxon", strlen("/var/lib/klaxon"));
 	c->listen = kl_strndup("127.0.0.1:9731", strlen("127.0.0.1:9731"));
 	c->eval_interval_us = 1000000;
+	notify_spec_defaults(&c->notify);
 	return c->state_dir && c->listen ? 0 : -ENOMEM;
 }
 
@@ -1199,6 +1524,13 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		case 4: load_sources(x, v); break;
 		case 5: load_parsers(x, v); break;
 		case 6: load_sinks(x, v); break;
+		case 7: load_routes(x, v, kl_ymap_get(root, "notify")); break;
+		case 8: load_notify(x, v); break;
+		case 9: load_inhibits(x, v); break;
+		case 10:
+			free(x->c->external_url);
+			x->c->external_url = dup_str(x, v, "a URL", "external_url");
+			break;
 		default:
 			if (k >= FIRST_RESERVED)
 				kl_log(KL_LOG_WARN,
@@ -1208,6 +1540,9 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		}
 	}
 	resolve_parsers(x);
+	const struct kl_ynode *routes = kl_ymap_get(root, "routes");
+	if (routes && routes->type == KL_Y_SEQ)
+		check_routes(x, routes);
 }
 
 static char *dir_of(const char *path)
@@ -1241,7 +1576,7 @@ static int load_tree(const char *name, struct kl_ynode *root, struct config **ou
 	load_root(&x, root);
 	if (x.d->errors != before)
 		goto fail;
-	if (c->nsinks == 0 && default_sink(c) < 0) {
+	if ((c->nsinks == 0 && default_sink(c) < 0) || build_sinks_spec(c) < 0) {
 		oom(&x);
 		goto fail;
 	}
@@ -1281,6 +1616,22 @@ int config_load_mem(const char *name, const char *data, size_t len, struct confi
 	return load_tree(name, kl_yaml_load_mem(name, data, len, d), out, d);
 }
 
+static void free_matchers(struct sink_match *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((void *)m[i].name);
+		free((void *)m[i].value);
+	}
+	free(m);
+}
+
+static void free_names(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 void config_free(struct config *c)
 {
 	if (!c)
@@ -1305,8 +1656,25 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->nsinks; i++) {
 		free(c->sinks[i].name);
 		free(c->sinks[i].path);
+		free(c->sinks[i].url);
+		free(c->sinks[i].secret);
 	}
 	free(c->sinks);
+	for (size_t i = 0; i < c->nroutes; i++) {
+		free_matchers(c->routes[i].match, c->routes[i].nmatch);
+		free_names(c->routes[i].sinks, c->routes[i].nsinks);
+	}
+	free(c->routes);
+	for (size_t i = 0; i < c->ninhibits; i++) {
+		free_matchers(c->inhibits[i].source_match, c->inhibits[i].nsource);
+		free_matchers(c->inhibits[i].target_match, c->inhibits[i].ntarget);
+		free_names(c->inhibits[i].equal, c->inhibits[i].nequal);
+	}
+	free(c->inhibits);
+	free(c->external_url);
+	free(c->sink_specs);
+	free(c->route_specs);
+	free(c->inhibit_specs);
 	free(c);
 }
 

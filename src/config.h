@@ -17,6 +17,7 @@
 
 #include "common/kl.h"
 #include "parsers/parsers.h"
+#include "sinks/sinks.h"
 
 struct config_parser {
 	char *name;
@@ -36,17 +37,39 @@ struct config_source {
 	int line, col;
 };
 
-enum config_sink_type {
-	CONFIG_SINK_STDOUT, /* alert transitions as JSON lines on stdout */
-	CONFIG_SINK_JSONL,  /* JSON lines to `path`: `what: alerts` or `what: events` */
-};
+/* Sink types are the sinks stage's (sink_kind); these names stay for tests. */
+#define CONFIG_SINK_STDOUT SINK_STDOUT
+#define CONFIG_SINK_JSONL SINK_JSONL
 
 struct config_sink {
 	char *name;
-	enum config_sink_type type;
+	enum sink_kind type;
 	char *path;	    /* jsonl */
 	bool events;	    /* jsonl: `what: events` (else alerts) */
+	char *url;	    /* notifiers: `url` (may come from ${VAR}) or `url_file` */
+	char *secret;	    /* `secret_file`: HMAC key */
+	bool tls_insecure;  /* `tls_verify: false` */
+	int64_t timeout_us; /* `timeout`, default 10s */
 	int line, col;
+};
+
+struct config_route {
+	struct sink_match *match; /* owned strings */
+	size_t nmatch;
+	char **sinks;
+	size_t nsinks;
+	bool cont;
+	struct notify_spec notify; /* the global `notify:` with this route's overrides */
+	int line, col;
+};
+
+struct config_inhibit {
+	struct sink_match *source_match;
+	size_t nsource;
+	struct sink_match *target_match;
+	size_t ntarget;
+	char **equal;
+	size_t nequal;
 };
 
 struct config {
@@ -63,6 +86,17 @@ struct config {
 	size_t nsources;
 	struct config_sink *sinks; /* none configured: one stdout sink */
 	size_t nsinks;
+	struct config_route *routes;
+	size_t nroutes;
+	struct notify_spec notify;
+	struct config_inhibit *inhibits;
+	size_t ninhibits;
+	char *external_url;
+	/* The view of the above that the sinks stage takes (built at load). */
+	struct sinks_spec sinks_spec;
+	struct sink_spec *sink_specs;
+	struct route_spec *route_specs;
+	struct inhibit_spec *inhibit_specs;
 };
 
 /*

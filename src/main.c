@@ -26,6 +26,8 @@ static const char usage[] =
 	"                                     in event time; print alert transitions as JSON lines\n"
 	"  parse  [-c FILE] --source NAME [PATH|-]\n"
 	"                                     print the parsed events as JSON lines\n"
+	"  silence add --match NAME=VALUE --for DURATION [--comment TEXT] | list | expire ID\n"
+	"                                     mute notifications; a running klaxon applies it at once\n"
 	"\n"
 	"The config is -c FILE, else $KLAXON_CONFIG, else ./klaxon.yml, else /etc/klaxon/klaxon.yml.\n"
 	"  -h, --help       this text\n"
@@ -65,11 +67,12 @@ int main(int argc, char **argv)
 		{ "replay", cmd_replay },
 		{ "parse", cmd_parse },
 		{ "check", cmd_check },
+		{ "silence", cmd_silence },
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (!strcmp(cmd, cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);
-	if (!strcmp(cmd, "test") || !strcmp(cmd, "rotate") || !strcmp(cmd, "silence")) {
+	if (!strcmp(cmd, "test") || !strcmp(cmd, "rotate")) {
 		fprintf(stderr, "klaxon: '%s' is not available in this version\n", cmd);
 		return EXIT_USAGE;
 	}

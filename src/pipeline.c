@@ -41,42 +41,15 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 	return rt->rules ? 0 : -EINVAL;
 }
 
-static int add_sink(struct runtime *rt, struct sink *s)
+int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop)
 {
-	void *p = realloc(rt->sinks, (rt->nsinks + 1) * sizeof *rt->sinks);
-	if (!p) {
-		sink_free(s);
-		return -ENOMEM;
-	}
-	rt->sinks = p;
-	rt->sinks[rt->nsinks++] = s;
-	rt->event_sinks |= sink_wants_events(s);
-	return 0;
-}
-
-int runtime_open_sinks(struct runtime *rt, bool stdout_only)
-{
-	if (stdout_only) {
-		struct sink *s = sink_stdout_new("stdout", STDOUT_FILENO);
-		return s ? add_sink(rt, s) : -ENOMEM;
-	}
-	for (size_t i = 0; i < rt->cfg->nsinks; i++) {
-		const struct config_sink *c = &rt->cfg->sinks[i];
-		struct sink *s;
-		int err = -ENOMEM;
-		if (c->type == CONFIG_SINK_STDOUT)
-			s = sink_stdout_new(c->name, STDOUT_FILENO);
-		else
-			s = sink_jsonl_new(c->name, c->path, c->events, &err);
-		if (!s) {
-			kl_log(KL_LOG_ERROR, "sink '%s': cannot open '%s': %s (%s:%d:%d)", c->name,
-			       c->path ? c->path : "stdout", strerror(-err), rt->cfg->file, c->line, c->col);
-			return err;
-		}
-		int rc = add_sink(rt, s);
-		if (rc < 0)
-			return rc;
-	}
+	static const struct sink_spec stdout_only = { .name = "stdout", .kind = SINK_STDOUT };
+	struct sinks_spec replay = { .sinks = &stdout_only, .nsinks = 1 };
+	int err = 0;
+	rt->sinks = sinks_new(loop, loop ? &rt->cfg->sinks_spec : &replay, &err);
+	if (!rt->sinks)
+		return err;
+	rt->event_sinks = sinks_want_events(rt->sinks);
 	return 0;
 }
 
@@ -112,9 +85,7 @@ int runtime_reload_rules(struct runtime *rt)
 
 void runtime_free(struct runtime *rt)
 {
-	for (size_t i = 0; i < rt->nsinks; i++)
-		sink_free(rt->sinks[i]);
-	free(rt->sinks);
+	sinks_free(rt->sinks);
 	rules_free(rt->rules);
 	free(rt->sources);
 	free(rt->events);
@@ -128,8 +99,7 @@ void runtime_feed(struct runtime *rt, unsigned src)
 	struct parser_event *ev = &rt->events[src];
 	rt->stats[src].events++;
 	if (rt->event_sinks)
-		for (size_t i = 0; i < rt->nsinks; i++)
-			sink_event(rt->sinks[i], rt->cfg->sources[src].name, ev);
+		sinks_event(rt->sinks, rt->cfg->sources[src].name, ev);
 	rules_feed(rt->rules, src, ev);
 }
 
@@ -159,14 +129,13 @@ void runtime_transition(void *ctx, const struct rules_transition *t)
 {
 	struct runtime *rt = ctx;
 	rt->alerts++;
-	for (size_t i = 0; i < rt->nsinks; i++)
-		sink_alert(rt->sinks[i], t);
+	sinks_alert(rt->sinks, t);
 }
 
 void runtime_flush(struct runtime *rt)
 {
-	for (size_t i = 0; i < rt->nsinks; i++)
-		sink_flush(rt->sinks[i]);
+	if (rt->sinks)
+		sinks_flush(rt->sinks);
 }
 
 void runtime_report_parse_errors(struct runtime *rt)

@@ -12,6 +12,8 @@
 #define KLAXON_PIPELINE_H
 
 #include "common/kl.h"
+
+struct ev_loop;
 #include "parsers/parsers.h"
 #include "rules/rules.h"
 #include "sinks/sinks.h"
@@ -28,8 +30,7 @@ struct runtime {
 	struct config *cfg;
 	struct rules_source *sources; /* one per cfg->sources, for rules_load */
 	struct rules_set *rules;
-	struct sink **sinks;
-	size_t nsinks;
+	struct sinks *sinks;
 	bool event_sinks;	    /* any sink wants events */
 	struct parser_event *events; /* one per source, reused */
 	struct source_stats *stats;
@@ -38,8 +39,9 @@ struct runtime {
 
 /* Load the config at path and its rules. 0, or -EINVAL after reporting. */
 int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d);
-/* Open the configured sinks (run), or one stdout sink (replay): 0 or -errno. */
-int runtime_open_sinks(struct runtime *rt, bool stdout_only);
+/* Open the configured sinks on loop (run), or one stdout sink (replay, loop
+ * NULL: a replay never notifies anyone). 0 or -errno (logged). */
+int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop);
 /*
  * Reload the rule files the config names now; on any error the old rules keep
  * running and the problems are logged. 0 or -EINVAL.

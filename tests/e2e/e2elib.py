@@ -55,9 +55,9 @@ def skip(msg):
     sys.exit(SKIP)
 
 
-def _cleanup():
-    for p in reversed(_procs):
-        stop(p, quiet=True)
+def _cleanup(grace=10.0):
+    for p in list(reversed(_procs)):
+        stop(p, timeout=grace, quiet=True)
     del _procs[:]
     for d in _tmpdirs:
         if os.environ.get("KLAXON_KEEP_TMP"):
@@ -68,7 +68,7 @@ def _cleanup():
 
 
 def _on_signal(signum, frame):
-    _cleanup()
+    _cleanup(grace=2.0)   # scripts/test's timeout follows up with SIGKILL
     os._exit(128 + signum)
 
 
@@ -83,6 +83,7 @@ def main(fn):
     try:
         if not os.access(KLAXON, os.X_OK):
             fail("no klaxon binary at %s (build it: scripts/bootstrap)" % KLAXON)
+        log("klaxon binary: %s" % KLAXON)
         fn()
     except Failure as e:
         print("FAIL: %s" % e, flush=True)

@@ -6,7 +6,8 @@ logging in the nginx_timed format: /ok returns 200, /fail returns 503.
 klaxon follows the log with HighErrorRate (ratio(status >= 500) > 5%, window
 10s, min_events 20, for 0s, keep_firing_for 0s) and a jsonl events sink.
 The test sends 200 requests to /ok, then 100 to /fail mixed with 100 to /ok,
-then /ok requests until the alert resolves (bounded), and asserts:
+then /ok requests until the alert resolves (bounded), then 2 seconds of load
+from wrk (when installed; 2 threads, 8 connections), and asserts:
   - a firing HighErrorRate line, then a resolved one, on klaxon's stdout;
   - the events sink holds exactly as many events as nginx logged lines, and
     exactly 100 of them have status 503;
@@ -175,6 +176,17 @@ sinks:
             c.get("/ok")
         time.sleep(0.1)
     log("resolved after %s requests in all" % c.sent)
+
+    # Real load: every line must still be one event.
+    wrk = shutil.which("wrk")
+    if wrk:
+        r = subprocess.run([wrk, "-t2", "-c8", "-d2s", "http://127.0.0.1:%d/ok" % port],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, "wrk failed: %s%s" % (r.stdout, r.stderr))
+        log("wrk: " + " | ".join(l.strip() for l in r.stdout.splitlines() if "requests in" in l
+                                 or "Requests/sec" in l))
+    else:
+        log("wrk is not installed: no load phase")
 
     # Every line nginx logged is one event, exactly once.
     def logged():

@@ -15,6 +15,12 @@ as nginx and logrotate:
   E. once those are read, truncates app.log and at once writes 300 lines,
      more than it held: the size alone no longer shows the truncation, the
      content does (the file's identity is more than its name and size)
+  F. the real logrotate (`create` mode, -f) rotates app.log while a writer
+     thread appends a line every half millisecond; the writer reopens the
+     path after the rotation, as nginx does on USR1
+  G. the real logrotate in `copytruncate` mode, the writer paused (lines
+     written between its copy and its truncate are lost by design), then
+     more lines
 Every line carries a unique id in its path (/rot/PHASE/N). The jsonl events
 sink must hold every id exactly once. SIGTERM stops klaxon with status 0.
 """
@@ -22,7 +28,9 @@ import collections
 import os
 import re
 import shutil
+import subprocess
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -33,6 +41,64 @@ from e2elib import (KLAXON, check, fail, json_lines, log, main, nginx_line, read
 
 def lines(phase, lo, hi):
     return "".join(nginx_line("/rot/%s/%d" % (phase, i), rt=0.01) for i in range(lo, hi))
+
+
+def logrotate_run(d, logrotate, app, mode):
+    conf = os.path.join(d, "logrotate-%s.conf" % mode)
+    write(conf, """\
+%s {
+    rotate 20
+    %s
+    nocompress
+    missingok
+    notifempty
+}
+""" % (app, "create 0644" if mode == "create" else "copytruncate"))
+    os.chmod(conf, 0o644)
+    r = subprocess.run([logrotate, "-f", "-s", os.path.join(d, "logrotate.state"), conf],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "logrotate (%s) failed: %s%s" % (mode, r.stdout, r.stderr))
+
+
+def real_logrotate(d, app, logrotate, expected, wait_seen):
+    # F: create mode, under load
+    n_lines = 3000
+    rotated = threading.Event()
+    reopened = threading.Event()
+    progress = [0]
+
+    def writer():
+        f = open(app, "a", encoding="utf-8")
+        for i in range(n_lines):
+            if rotated.is_set() and not reopened.is_set() and i % 50 == 0:
+                f.close()                     # USR1: reopen the log by its path
+                f = open(app, "a", encoding="utf-8")
+                reopened.set()
+            f.write(nginx_line("/rot/G/%d" % i, rt=0.01))
+            f.flush()
+            progress[0] = i + 1
+            time.sleep(0.0005)
+        f.close()
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while progress[0] < 1000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    logrotate_run(d, logrotate, app, "create")
+    rotated.set()
+    log("F: logrotate (create) ran with the writer at line %d" % progress[0])
+    t.join(60)
+    check(not t.is_alive(), "the writer thread did not finish")
+    expected.update("/rot/G/%d" % i for i in range(n_lines))
+    wait_seen(sum(expected.values()), "klaxon to read through the logrotate rotation")
+
+    # G: copytruncate, writer paused, then more lines
+    logrotate_run(d, logrotate, app, "copytruncate")
+    with open(app, "a", encoding="utf-8") as g:
+        g.write(lines("H", 0, 200))
+    expected.update("/rot/H/%d" % i for i in range(200))
+    log("G: logrotate (copytruncate) ran, 200 lines written after it")
+    wait_seen(sum(expected.values()), "klaxon to read after logrotate's copytruncate")
 
 
 def body():
@@ -118,6 +184,12 @@ sinks:
     log("E: truncated and refilled with 300 lines at once")
     wait_seen(sum(expected.values()), "klaxon to read the refilled file")
 
+    logrotate = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.access("/usr/sbin/logrotate", os.X_OK) else None)
+    if logrotate:
+        real_logrotate(d, app, logrotate, expected, wait_seen)
+    else:
+        log("logrotate is not installed: phases F and G skipped")
+
     time.sleep(1.5)   # a line read twice would show up now
     rc = stop(kl, timeout=15)
     check(rc == 0, "klaxon run exited %s on SIGTERM; stderr:\n%s" % (rc, tail(read_bytes(err))))
@@ -125,7 +197,7 @@ sinks:
     got = collections.Counter()
     for e in json_lines(events, "events sink"):
         p = e.get("fields", {}).get("path")
-        check(isinstance(p, str) and re.match(r"^/rot/[A-F]/\d+$", p), "unexpected event: %s" % e)
+        check(isinstance(p, str) and re.match(r"^/rot/[A-H]/\d+$", p), "unexpected event: %s" % e)
         got[p] += 1
     missing = sorted(set(expected) - set(got))
     dup = sorted(p for p, n in got.items() if n > 1)

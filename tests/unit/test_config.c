@@ -575,6 +575,9 @@ static void test_parser_errors(void **state)
 	expect_errors(f, "parsers:\n  - {name: p, type: ngnix}\n",
 		      "2:21: parser 'p': unknown built-in parser 'ngnix'; expected one of: "
 		      "nginx_combined, nginx_timed (or a regex)\n");
+	expect_errors(f, "parsers:\n  - {name: p, type: nginx_timed, regex: 'x'}\n",
+		      "2:21: parser 'p': built-in parser 'nginx_timed' has its own regex; remove "
+		      "'regex' (or drop 'type' to use yours)\n");
 	expect_errors(f,
 		      "parsers:\n"
 		      "  - name: p\n"

@@ -134,7 +134,7 @@ static void mkev(struct tev *t, int64_t us, const char *rest)
 	char ts[KL_RFC3339_MAX];
 	kl_format_rfc3339(us, true, ts);
 	int n = snprintf(t->line, sizeof t->line, "%s %s", ts, rest);
-	assert_true(n > 0 && (size_t)n < sizeof t->line);
+	assert_in_range(n, 1, sizeof t->line - 1);
 	parser_event_init(&t->ev, P);
 	int rc = parser_parse(P, t->line, (size_t)n, 0, &t->ev);
 	if (rc != 0) {
@@ -241,6 +241,16 @@ static bool holds(const char *cond, const char *const *rests, size_t n)
 {
 	return run_expr(cond, rests, n).fired > 0;
 }
+
+#define assert_holds(cond, rests, n, want)                                                  \
+	do {                                                                                \
+		bool got_ = holds((cond), (rests), (n));                                    \
+		if (got_ != (want)) {                                                       \
+			print_error("%s: got %s, expected %s\n", (cond),                    \
+				    got_ ? "true" : "false", (want) ? "true" : "false");    \
+			fail();                                                             \
+		}                                                                           \
+	} while (0)
 
 /* ------------------------------------------------------------------------- */
 /* filters */
@@ -428,7 +438,7 @@ static void win_add(struct win *x, int64_t us, const char *rest)
 
 static double win_agg(struct win *x, unsigned i, int64_t now)
 {
-	assert_true(i < x->e.naggs);
+	assert_in_range(i, 0, x->e.naggs - 1);
 	return window_agg(&x->w, &x->s, i, now, &x->sk, &x->hl);
 }
 
@@ -665,13 +675,13 @@ static void test_units(void **state)
 	/* and through the rules, against values */
 	const size_t n = KL_ARRAY_LEN(VEVENTS);
 	assert_dbl(value_of("5%", VEVENTS, n), 0.05, 1e-15);
-	assert_true(holds("ratio(status >= 500) > 5%", VEVENTS, n));
-	assert_true(holds("ratio(status >= 500) < 50%", VEVENTS, n));
-	assert_false(holds("ratio(status >= 500) > 40%", VEVENTS, n));
-	assert_true(holds("max(rt) >= 2s and max(rt) < 2001ms", VEVENTS, n));
-	assert_true(holds("sum(rt) < 1m and sum(rt) * 1h > 1h", VEVENTS, n));
-	assert_true(holds("sum(bytes) < 1KiB and sum(bytes) > 0.8KB", VEVENTS, n));
-	assert_true(holds("max(bytes) < 10MB", VEVENTS, n));
+	assert_holds("ratio(status >= 500) > 5%", VEVENTS, n, true);
+	assert_holds("ratio(status >= 500) < 50%", VEVENTS, n, true);
+	assert_holds("ratio(status >= 500) > 40%", VEVENTS, n, false);
+	assert_holds("max(rt) >= 2s and max(rt) < 2001ms", VEVENTS, n, true);
+	assert_holds("sum(rt) < 1m and sum(rt) * 1h > 1h", VEVENTS, n, true);
+	assert_holds("sum(bytes) < 1KiB and sum(bytes) > 0.8KB", VEVENTS, n, true);
+	assert_holds("max(bytes) < 10MB", VEVENTS, n, true);
 }
 
 static void test_comparisons(void **state)
@@ -983,7 +993,7 @@ static void test_deep_nesting(void **state)
 			expr_free(&e);
 		assert_int_equal(rc, -EINVAL);
 		assert_contains(err, "nested too deeply");
-		assert_true(off > 0 && off < b.len);
+		assert_in_range(off, 1, b.len - 1);
 		kl_buf_free(&b);
 	}
 	/* a sane depth is fine */
@@ -1029,7 +1039,7 @@ static void test_long_chains(void **state)
 			expr_free(&e);
 		assert_int_equal(rc, -EINVAL);
 		assert_contains(err, "too long");
-		assert_true(off > 0 && off < b.len);
+		assert_in_range(off, 1, b.len - 1);
 		kl_buf_free(&b);
 	}
 	/* a long but sane expression is fine */

@@ -150,16 +150,16 @@ static int teardown(void **state)
 /* Write a rule file into the test's directory; returns its path. */
 static const char *rule_file(struct fx *fx, const char *name, const char *text)
 {
-	assert_true(fx->nfiles < MAX_FILES);
+	assert_in_range(fx->nfiles, 0, MAX_FILES - 1);
 	char *path = fx->files[fx->nfiles++];
 	struct kl_buf b = { 0 };
 	assert_int_equal(kl_buf_appendf(&b, "%s/%s", fx->dir, name), 0);
-	assert_true(b.len < sizeof fx->files[0]);
+	assert_in_range(b.len, 1, sizeof fx->files[0] - 1);
 	memcpy(path, b.p, b.len + 1);
 	kl_buf_free(&b);
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	assert_true(fputs(text, f) >= 0);
+	assert_int_not_equal(fputs(text, f), EOF);
 	assert_int_equal(fclose(f), 0);
 	return path;
 }
@@ -185,7 +185,7 @@ static void load_ok(struct fx *fx, const char *text)
 static void on_transition(void *ctx, const struct rules_transition *t)
 {
 	struct fx *fx = ctx;
-	assert_true(fx->nrec < MAX_RECS);
+	assert_in_range(fx->nrec, 0, MAX_RECS - 1);
 	struct rec *r = &fx->recs[fx->nrec++];
 	memset(r, 0, sizeof *r);
 	r->status = t->status;
@@ -455,6 +455,36 @@ static void test_by(void **state)
 	assert_int_equal(st.groups_dropped, 3);
 }
 
+/* A group forgotten from the middle of the table: the others are still
+ * found (no duplicate group, no room taken). */
+static void test_by_forget(void **state)
+{
+	struct fx *fx = *state;
+	load_ok(fx, "rules:\n"
+		    "  - alert: PathDown\n"
+		    "    source: app\n"
+		    "    expr: last(status) >= 500\n"
+		    "    window: 1m\n"
+		    "    by: [path]\n"
+		    "    max_groups: 3\n");
+	feed_app(fx, T(0), "200 0.1 /a");
+	feed_app(fx, T(50), "200 0.1 /b");
+	feed_app(fx, T(50), "200 0.1 /c");
+	EXPECT_NONE(fx, T(50));
+	EXPECT_NONE(fx, T(80)); /* /a's window is empty: forgotten */
+	feed_app(fx, T(81), "500 0.1 /c");
+	feed_app(fx, T(81), "500 0.1 /b");
+	feed_app(fx, T(82), "500 0.1 /d"); /* the third group again */
+	assert_int_equal(eval_at(fx, T(83)), 3);
+	assert_string_equal(fx->recs[0].labels, "source=app,path=/c");
+	assert_string_equal(fx->recs[1].labels, "source=app,path=/b");
+	assert_string_equal(fx->recs[2].labels, "source=app,path=/d");
+	struct rules_stats st;
+	rules_get_stats(fx->rs, &st);
+	assert_int_equal(st.groups_dropped, 0);
+	assert_int_equal(st.firing, 3);
+}
+
 /* Several by fields, in the order given; an absent one is "". */
 static void test_by_fields(void **state)
 {
@@ -585,7 +615,8 @@ static void test_transition(void **state)
 		    "    labels: {severity: page, team: sre}\n"
 		    "    annotations:\n"
 		    "      summary: '5xx at {{ value | pct }} over {{ window }} on {{ source }}'\n"
-		    "      detail: \"{{alert}}: {{ value }} ({{ value|duration }}) {{ labels.severity }}/{{ labels.method }}/{{labels.source}}\"\n"
+		    "      detail: \"{{alert}}: {{ value }} ({{ value|duration }}) "
+		    "{{ labels.severity }}/{{ labels.method }}/{{labels.source}}\"\n"
 		    "      plain: no placeholders here\n");
 	for (int i = 0; i < 20; i++)
 		feed_web(fx, T(i), "GET", "/api/debts", i % 10 == 0 ? 503 : 200, 0.1);
@@ -771,7 +802,8 @@ static void test_err_expr_plain(void **state)
 		 "  - alert: A\n"
 		 "    source: app\n"
 		 "    expr: count(stauts >= 500) > 0\n",
-		 { 4, 17, "expr: unknown field 'stauts' for parser 'app'; its fields are: time, status, rt, path, method" });
+		 { 4, 17, "expr: unknown field 'stauts' for parser 'app'; "
+			  "its fields are: time, status, rt, path, method" });
 }
 
 static void test_err_expr_quoted(void **state)
@@ -926,6 +958,7 @@ int main(void)
 		T_(test_min_events),
 		T_(test_min_events_pending),
 		T_(test_by),
+		T_(test_by_forget),
 		T_(test_by_fields),
 		T_(test_flatline),
 		T_(test_eval_ticks),

@@ -55,6 +55,23 @@ static void *fault_realloc(void *p, size_t size)
  * Helpers.
  */
 
+/* got is exact within the sketch's guarantee (0 for |exact| < SKETCH_ZERO). */
+static int near(double got, double exact)
+{
+	if (fabs(exact) < SKETCH_ZERO)
+		return got == 0.0;
+	return fabs(got - exact) <= SKETCH_ALPHA * fabs(exact) * (1 + 1e-12);
+}
+
+#define assert_near(got, exact) near_or_fail((got), (exact), #got, __LINE__)
+
+static void near_or_fail(double got, double exact, const char *expr, int line)
+{
+	if (!near(got, exact))
+		fail_msg("line %d: %s = %.17g, want %.17g within %g", line, expr, got, exact,
+			 SKETCH_ALPHA);
+}
+
 /* splitmix64: deterministic, good enough for test data. */
 static uint64_t rng_state;
 
@@ -146,8 +163,7 @@ static void check_quantiles(const char *name, double *v, size_t n)
 	for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
 		double exact = v[(size_t)floor(qs[k] * (double)(n - 1))];
 		double got = sketch_quantile(&s, qs[k]);
-		if (fabs(exact) < SKETCH_ZERO ? got != 0.0
-					      : !(fabs(got - exact) <= SKETCH_ALPHA * fabs(exact) * (1 + 1e-12)))
+		if (!near(got, exact))
 			fail_msg("%s: q=%g: sketch %.17g, exact %.17g, relative error %g > %g", name,
 				 qs[k], got, exact, fabs(got - exact) / fabs(exact), SKETCH_ALPHA);
 	}
@@ -161,23 +177,34 @@ static void check_quantiles(const char *name, double *v, size_t n)
  */
 static void test_index_boundaries(void **state)
 {
+	int ambiguous = 0;
+
 	(void)state;
 	if (LDBL_MANT_DIG < 64)
 		skip();
-	/* The largest double <= 2^(e + j/70) ends bin 70e + j; the next starts the next. */
-	for (int e = -29; e <= 1022; e += 7) {
-		for (int j = 1; j <= 70; j++) {
-			long double t = exp2l((long double)e + (long double)j / 70.0L);
-			double x = (double)t;
-			if ((long double)x > t)
-				x = nextafter(x, 0.0);
+	/*
+	 * The largest double <= 2^(j/70) * 2^e ends bin 70e + j; the next double
+	 * starts the next bin. The reference is exp2l of a small argument (a
+	 * large one would lose the bits that matter here).
+	 */
+	for (int j = 1; j <= 70; j++) {
+		long double t = exp2l((long double)j / 70.0L);
+		double m = (double)t;
+		if ((long double)m > t)
+			m = nextafter(m, 0.0);
+		if (t - m < 0x1p-62L || (long double)nextafter(m, 3.0) - t < 0x1p-62L) {
+			ambiguous++;
+			continue;
+		}
+		for (int e = -29; e <= 1023; e += 7) {
+			double x = ldexp(m, e), y = nextafter(x, INFINITY);
 			if (sketch_index(x) != 70 * e + j)
 				fail_msg("index(%a) = %d, want %d", x, (int)sketch_index(x), 70 * e + j);
-			double y = nextafter(x, INFINITY);
-			if (sketch_index(y) != 70 * e + j + 1)
+			if (isfinite(y) && sketch_index(y) != 70 * e + j + 1)
 				fail_msg("index(%a) = %d, want %d", y, (int)sketch_index(y), 70 * e + j + 1);
 		}
 	}
+	assert_true(ambiguous <= 2);
 }
 
 static void test_index_matches_log(void **state)
@@ -210,19 +237,16 @@ static void test_bin_value_error(void **state)
 	double worst = 0;
 
 	(void)state;
-	for (int32_t i = -2100; i <= 70 * 1024; i += 1 + (i > 2000 ? 97 : 0)) {
+	for (int32_t i = -2090; i <= 70 * 1024; i += 1 + (i > 2000 ? 97 : 0)) {
 		double v = sketch_bin_value(i);
-		double lower = ldexp(1.0 + (double)bound[(i - 1 + 7000) % 70] * 0x1p-52,
-				     (int)floor((i - 1) / 70.0));
-		double first = nextafter(lower, INFINITY), last = lower * 1.0099;
+		int r = (i - 1 + 7000) % 70, e = (int)floor((i - 1) / 70.0);
+		double first = nextafter(ldexp(1.0 + (double)bound[r] * 0x1p-52, e), INFINITY);
+		double last = ldexp(1.0 + (double)bound[r + 1] * 0x1p-52, e);
 
-		while (sketch_index(last) < i)
-			last = nextafter(last, INFINITY);
-		while (sketch_index(last) > i)
-			last = nextafter(last, 0.0);
 		assert_int_equal(sketch_index(first), i);
 		assert_int_equal(sketch_index(last), i);
-		assert_int_equal(sketch_index(nextafter(last, INFINITY)), i + 1);
+		if (isfinite(nextafter(last, INFINITY)))
+			assert_int_equal(sketch_index(nextafter(last, INFINITY)), i + 1);
 		double e1 = fabs(v - first) / first, e2 = fabs(v - last) / last;
 		worst = fmax(worst, fmax(e1, e2));
 		if (e1 > SKETCH_ALPHA * (1 + 1e-12) || e2 > SKETCH_ALPHA * (1 + 1e-12))
@@ -340,15 +364,16 @@ static void test_every_rank(void **state)
 	sketch_init(&s);
 	rng_seed(7);
 	for (int i = 0; i < N; i++) {
-		v[i] = (i % 7 == 0) ? 0.0 : (i % 3 == 0 ? -1.0 : 1.0) * exp(20 * rng_normal());
+		v[i] = (i % 7 == 0) ? 0.0 : (i % 3 == 0 ? -1.0 : 1.0) * exp(6 * rng_normal());
 		assert_int_equal(sketch_add(&s, v[i]), 0);
 	}
+	assert_int_equal(sketch_collapsed(&s), 0);
 	memcpy(sorted, v, sizeof(v));
 	qsort(sorted, N, sizeof(double), cmp_double);
 	for (int r = 0; r < N; r++) {
 		double q = r == N - 1 ? 1.0 : (r + 0.5) / (N - 1);
 		double got = sketch_quantile(&s, q), exact = sorted[r];
-		if (exact == 0.0 ? got != 0.0 : !(fabs(got - exact) <= SKETCH_ALPHA * fabs(exact) * (1 + 1e-12)))
+		if (!near(got, exact))
 			fail_msg("rank %d: sketch %.17g, exact %.17g", r, got, exact);
 	}
 	sketch_free(&s);
@@ -373,14 +398,14 @@ static void test_empty_and_invalid(void **state)
 	assert_true(isnan(sketch_quantile(&s, -0.01)));
 	assert_true(isnan(sketch_quantile(&s, 1.01)));
 	assert_true(isnan(sketch_quantile(&s, NAN)));
-	assert_true(fabs(sketch_quantile(&s, 0.0) - 7.0) <= 7.0 * SKETCH_ALPHA);
-	assert_true(fabs(sketch_quantile(&s, 1.0) - 7.0) <= 7.0 * SKETCH_ALPHA);
+	assert_near(sketch_quantile(&s, 0.0), 7.0);
+	assert_near(sketch_quantile(&s, 1.0), 7.0);
 	/* Extremes of the double range. */
 	assert_int_equal(sketch_add(&s, DBL_MAX), 0);
 	assert_int_equal(sketch_add(&s, -DBL_MAX), 0);
 	assert_int_equal(sketch_add(&s, DBL_MIN), 0); /* below SKETCH_ZERO */
-	assert_true(fabs(sketch_quantile(&s, 1.0) - DBL_MAX) <= DBL_MAX * SKETCH_ALPHA);
-	assert_true(fabs(sketch_quantile(&s, 0.0) + DBL_MAX) <= DBL_MAX * SKETCH_ALPHA);
+	assert_near(sketch_quantile(&s, 1.0), DBL_MAX);
+	assert_near(sketch_quantile(&s, 0.0), -DBL_MAX);
 	assert_true(isfinite(sketch_quantile(&s, 1.0)));
 	sketch_free(&s);
 	sketch_free(&s);
@@ -410,8 +435,8 @@ static void test_reset(void **state)
 	assert_int_equal(sketch_count(&s), 3);
 	assert_int_equal(bin(&s.pos, sketch_index(3.0)), 2);
 	assert_int_equal(s.pos.total, 2);
-	assert_true(fabs(sketch_quantile(&s, 0.0) + 5.0) <= 5.0 * SKETCH_ALPHA);
-	assert_true(fabs(sketch_quantile(&s, 0.5) - 3.0) <= 3.0 * SKETCH_ALPHA);
+	assert_near(sketch_quantile(&s, 0.0), -5.0);
+	assert_near(sketch_quantile(&s, 0.5), 3.0);
 	sketch_free(&s);
 }
 
@@ -621,7 +646,7 @@ static void test_memory_bounded(void **state)
 	assert_true(sketch_collapsed(&s) > 0);
 	assert_int_equal(sketch_count(&s), 300000 + 2 * 317);
 	/* Collapsing lowest keeps the top exact. */
-	assert_true(fabs(sketch_quantile(&s, 1.0) - top) <= top * SKETCH_ALPHA);
+	assert_near(sketch_quantile(&s, 1.0), top);
 	sketch_free(&s);
 }
 
@@ -643,7 +668,7 @@ static void test_count_widths(void **state)
 	assert_int_equal(big.pos.width, 8);
 	assert_int_equal(sketch_count(&big), UINT64_C(70000) * 65536);
 	assert_int_equal(bin(&big.pos, sketch_index(0.25)), UINT64_C(70000) * 65536);
-	assert_true(fabs(sketch_quantile(&big, 0.5) - 0.25) <= 0.25 * SKETCH_ALPHA);
+	assert_near(sketch_quantile(&big, 0.5), 0.25);
 	for (k = 0; k < 65535; k++)
 		assert_int_equal(sketch_subtract(&big, &one), 0);
 	assert_same_bins(&big, &one, "after subtracting back");
@@ -737,14 +762,14 @@ static void test_hash_vectors(void **state)
 		const char *s;
 		uint64_t h;
 	} kat[] = {
-		{ "", UINT64_C(0x0) },
-		{ "a", UINT64_C(0x0) },
-		{ "abc", UINT64_C(0x0) },
-		{ "hello", UINT64_C(0x0) },
-		{ "GET /index.html", UINT64_C(0x0) },
-		{ "0123456789abcdef", UINT64_C(0x0) },
-		{ "0123456789abcdefg", UINT64_C(0x0) },
-		{ "user-1234567@example.com logged in from 192.0.2.1", UINT64_C(0x0) },
+		{ "", UINT64_C(0x6fcf1e81c77623df) },
+		{ "a", UINT64_C(0xb58869e34a8a6ae8) },
+		{ "abc", UINT64_C(0xb8051a62fab0faf7) },
+		{ "hello", UINT64_C(0x019cafd99516dc88) },
+		{ "GET /index.html", UINT64_C(0xe301225c4078e3c2) },
+		{ "0123456789abcdef", UINT64_C(0x04cb68cd2bbdd794) },
+		{ "0123456789abcdefg", UINT64_C(0xcc581e8aca92d626) },
+		{ "user-1234567@example.com logged in from 192.0.2.1", UINT64_C(0xab8142c36ef2b3c7) },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(kat) / sizeof(kat[0]); i++) {
