@@ -308,19 +308,14 @@ static size_t index_to_byte(struct loader *ld, size_t idx)
 	return ld->cur_byte;
 }
 
-/* libyaml's indentation for a scalar in the open collection: the column of a
- * block mapping's keys or of a block sequence's entries; -1 at the top. */
+/* libyaml's indentation for a scalar in the open collection (-1 at the top):
+ * the column where a block collection starts, that of its first key or '-'.
+ * (Not so for a collection with a tag, whose mark is the tag's: then a block
+ * scalar's explicit indentation is taken wrong, and kl_ynode_source_pos finds
+ * that it cannot rebuild the value.) */
 static int block_indent(const struct loader *ld)
 {
-	if (ld->depth == 0)
-		return -1;
-	const struct frame *f = &ld->stack[ld->depth - 1];
-	const struct kl_ynode *first = f->node;
-	if (first->type == KL_Y_MAP && first->n > 0)
-		first = first->keys[0];
-	else if (first->type == KL_Y_MAP && f->key)
-		first = f->key;
-	return first->col - 1;
+	return ld->depth ? ld->stack[ld->depth - 1].node->col - 1 : -1;
 }
 
 static int on_scalar(struct loader *ld, const yaml_event_t *ev)
@@ -467,8 +462,8 @@ struct kl_ynode *kl_yaml_load_mem(const char *name, const char *data, size_t len
 	struct loader ld = { .name = name, .data = data, .len = len, .d = d, .keep_src = true };
 	/* libyaml reads UTF-16 when the input starts with its BOM: its mark
 	 * indexes do not count UTF-8 characters of data then */
-	if (len >= 2 && ((data[0] == '\xff' && data[1] == '\xfe') ||
-			 (data[0] == '\xfe' && data[1] == '\xff')))
+	const unsigned char *u = (const unsigned char *)data;
+	if (len >= 2 && ((u[0] == 0xff && u[1] == 0xfe) || (u[0] == 0xfe && u[1] == 0xff)))
 		ld.keep_src = false;
 	else if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
 		ld.base = 3;
@@ -572,4 +567,458 @@ const char *kl_ynode_kind(const struct kl_ynode *n)
 		return "a mapping";
 	}
 	return "a node";
+}
+
+/* ------------------------------------------------------------------------- */
+/*
+ * kl_ynode_source_pos: the scalar's source text read again the way libyaml's
+ * scanner reads it (yaml_parser_scan_plain_scalar, _flow_scalar,
+ * _block_scalar), each value byte rebuilt with the position of the source
+ * character it comes from and compared with the value. Scanning stops at the
+ * byte asked for; any difference is a failure, never a wrong position.
+ */
+
+struct pos {
+	int line, col;
+};
+
+struct rscan {
+	const unsigned char *p, *end; /* cursor in the source text */
+	struct pos at;		      /* position of *p */
+	struct pos after;	      /* just after the last character copied */
+	const struct kl_ynode *n;
+	size_t v;    /* value bytes rebuilt so far */
+	size_t want; /* the value offset asked for */
+	bool found, bad;
+	struct pos hit;
+};
+
+/* a line break in the source: where, and the bytes it stands for */
+struct rbreak {
+	const unsigned char *p; /* NULL: none */
+	struct pos at;
+};
+
+static bool rs_done(const struct rscan *s)
+{
+	return s->found || s->bad || s->p >= s->end;
+}
+
+static bool is_blank(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Length of the line break at p (CR LF, CR, LF, NEL, LS, PS), 0 if none. */
+static size_t brk_len(const unsigned char *p, const unsigned char *end)
+{
+	if (p >= end)
+		return 0;
+	if (p[0] == '\r')
+		return end - p > 1 && p[1] == '\n' ? 2 : 1;
+	if (p[0] == '\n')
+		return 1;
+	if (end - p >= 2 && p[0] == 0xc2 && p[1] == 0x85)
+		return 2;
+	if (end - p >= 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+		return 3;
+	return 0;
+}
+
+static void pos_next_col(struct pos *at)
+{
+	if (at->col < INT32_MAX)
+		at->col++;
+}
+
+/* Step over one character or line break. */
+static void rs_adv(struct rscan *s)
+{
+	size_t b = brk_len(s->p, s->end);
+	if (b) {
+		s->p += b;
+		if (s->at.line < INT32_MAX)
+			s->at.line++;
+		s->at.col = 1;
+		return;
+	}
+	unsigned char c = *s->p;
+	size_t w = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	if (w > (size_t)(s->end - s->p))
+		w = (size_t)(s->end - s->p);
+	s->p += w;
+	pos_next_col(&s->at);
+}
+
+/* The source character at `at` yields the k value bytes b. */
+static void rs_emit(struct rscan *s, const void *b, size_t k, struct pos at)
+{
+	if (s->found || s->bad)
+		return;
+	if (k > s->n->len - s->v || memcmp(s->n->str + s->v, b, k) != 0) {
+		s->bad = true;
+		return;
+	}
+	if (s->want < s->v + k) {
+		s->found = true;
+		s->hit = at;
+	}
+	s->v += k;
+}
+
+/* Copy the character at the cursor to the value. */
+static void rs_copy(struct rscan *s)
+{
+	const unsigned char *q = s->p;
+	struct pos at = s->at;
+	rs_adv(s);
+	rs_emit(s, q, (size_t)(s->p - q), at);
+	s->after = s->at;
+}
+
+/* A line break yields "\n", except LS and PS, which are kept as they are. */
+static void rs_emit_break(struct rscan *s, const unsigned char *p, struct pos at)
+{
+	if (brk_len(p, s->end) == 3)
+		rs_emit(s, p, 3, at);
+	else
+		rs_emit(s, "\n", 1, at);
+}
+
+static bool break_is_lf(const struct rscan *s, const struct rbreak *b)
+{
+	return b->p && brk_len(b->p, s->end) != 3;
+}
+
+/* Emit the line breaks between the cursor and end (what lies between them is
+ * indentation), leaving the cursor at end. */
+static void rs_emit_breaks_to(struct rscan *s, const unsigned char *end)
+{
+	while (s->p < end && !s->found && !s->bad) {
+		if (brk_len(s->p, s->end))
+			rs_emit_break(s, s->p, s->at);
+		rs_adv(s);
+	}
+}
+
+/*
+ * Blanks and line breaks between two runs of characters of a plain or quoted
+ * scalar. Without a line break, the blanks are kept. With some, the blanks
+ * around them go; the first break (the leading one) becomes a space if no other
+ * follows, else it goes and the others stay; a leading LS or PS is kept. After
+ * an escaped line break (escaped: true) the leading break is empty: the
+ * following breaks stay.
+ */
+static void rs_gap(struct rscan *s, bool escaped)
+{
+	const unsigned char *q = s->p;
+	size_t nbreaks = 0;
+	while (q < s->end) {
+		size_t b = brk_len(q, s->end);
+		if (b) {
+			nbreaks++;
+			q += b;
+		} else if (is_blank(*q)) {
+			q++;
+		} else {
+			break;
+		}
+	}
+	if (!escaped && nbreaks == 0) {
+		while (s->p < q && !s->found && !s->bad)
+			rs_copy(s);
+		return;
+	}
+	struct rbreak lead = { NULL, { 0, 0 } };
+	if (!escaped) {
+		while (!brk_len(s->p, s->end))
+			rs_adv(s);
+		lead = (struct rbreak){ s->p, s->at };
+		rs_adv(s);
+		nbreaks--;
+	}
+	if (break_is_lf(s, &lead)) {
+		if (nbreaks == 0)
+			rs_emit(s, " ", 1, lead.at);
+	} else if (lead.p) {
+		rs_emit_break(s, lead.p, lead.at);
+	}
+	rs_emit_breaks_to(s, q);
+}
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The escape sequence at the cursor (on its backslash), not a line break. */
+static void rs_escape(struct rscan *s)
+{
+	static const char simple_in[] = "0abt\tnvfre \"/\\";
+	static const char simple_out[] = "\0\a\b\t\t\n\v\f\r\x1b \"/\\";
+	struct pos at = s->at;
+	if (s->end - s->p < 2) {
+		s->bad = true;
+		return;
+	}
+	unsigned char c = s->p[1];
+	const char *hit = c ? memchr(simple_in, c, sizeof simple_in - 1) : NULL;
+	unsigned char out[4];
+	size_t nout = 0, ndigits = 0;
+	if (hit) {
+		out[nout++] = (unsigned char)simple_out[hit - simple_in];
+	} else if (c == 'N') { /* NEL */
+		memcpy(out, "\xc2\x85", nout = 2);
+	} else if (c == '_') { /* NBSP */
+		memcpy(out, "\xc2\xa0", nout = 2);
+	} else if (c == 'L') { /* LS */
+		memcpy(out, "\xe2\x80\xa8", nout = 3);
+	} else if (c == 'P') { /* PS */
+		memcpy(out, "\xe2\x80\xa9", nout = 3);
+	} else if (c == 'x' || c == 'u' || c == 'U') {
+		ndigits = c == 'x' ? 2 : c == 'u' ? 4 : 8;
+	} else {
+		s->bad = true;
+		return;
+	}
+	rs_adv(s);
+	rs_adv(s);
+	if (ndigits) {
+		unsigned long cp = 0;
+		if ((size_t)(s->end - s->p) < ndigits) {
+			s->bad = true;
+			return;
+		}
+		for (size_t i = 0; i < ndigits; i++) {
+			int h = hexval(s->p[i]);
+			if (h < 0) {
+				s->bad = true;
+				return;
+			}
+			cp = cp << 4 | (unsigned)h;
+		}
+		for (size_t i = 0; i < ndigits; i++)
+			rs_adv(s);
+		if (cp <= 0x7f) {
+			out[nout++] = (unsigned char)cp;
+		} else if (cp <= 0x7ff) {
+			out[nout++] = (unsigned char)(0xc0 | cp >> 6);
+			out[nout++] = (unsigned char)(0x80 | (cp & 0x3f));
+		} else if (cp <= 0xffff) {
+			out[nout++] = (unsigned char)(0xe0 | cp >> 12);
+			out[nout++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+			out[nout++] = (unsigned char)(0x80 | (cp & 0x3f));
+		} else if (cp <= 0x10ffff) {
+			out[nout++] = (unsigned char)(0xf0 | cp >> 18);
+			out[nout++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+			out[nout++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+			out[nout++] = (unsigned char)(0x80 | (cp & 0x3f));
+		} else {
+			s->bad = true;
+			return;
+		}
+	}
+	rs_emit(s, out, nout, at);
+	s->after = s->at;
+}
+
+/* A plain (quote 0), single- or double-quoted scalar. */
+static void rs_flow(struct rscan *s, unsigned char quote)
+{
+	if (quote)
+		rs_adv(s);
+	while (!rs_done(s)) {
+		unsigned char c = *s->p;
+		if (is_blank(c) || brk_len(s->p, s->end)) {
+			rs_gap(s, false);
+		} else if (quote == '\'' && c == '\'') {
+			if (s->end - s->p < 2 || s->p[1] != '\'')
+				break; /* the closing quote */
+			struct pos at = s->at;
+			rs_adv(s);
+			rs_adv(s);
+			rs_emit(s, "'", 1, at);
+			s->after = s->at;
+		} else if (quote == '"' && c == '"') {
+			break;
+		} else if (quote == '"' && c == '\\' && brk_len(s->p + 1, s->end)) {
+			rs_adv(s);
+			rs_adv(s);
+			rs_gap(s, true);
+		} else if (quote == '"' && c == '\\') {
+			rs_escape(s);
+		} else {
+			rs_copy(s);
+		}
+	}
+	if (quote)
+		s->after = s->at; /* the end of the value: the closing quote */
+}
+
+/* Line breaks and indentation before a line of a block scalar: the cursor is
+ * left on the line's first character past the indentation; *first is the first
+ * break, *nbreaks their count. With *indent 0 (no indentation indicator), the
+ * indentation is found: the deepest of these lines. (libyaml also makes it at
+ * least one more than the enclosing collection's; a first line indented less
+ * is not part of the scalar, so it is not in the source text either.) */
+static void rs_block_breaks(struct rscan *s, int *indent, struct rbreak *first, size_t *nbreaks)
+{
+	int max_indent = 0;
+	*first = (struct rbreak){ NULL, { 0, 0 } };
+	*nbreaks = 0;
+	for (;;) {
+		while ((!*indent || s->at.col - 1 < *indent) && s->p < s->end && *s->p == ' ')
+			rs_adv(s);
+		if (s->at.col - 1 > max_indent)
+			max_indent = s->at.col - 1;
+		if (!brk_len(s->p, s->end))
+			break;
+		if (!first->p)
+			*first = (struct rbreak){ s->p, s->at };
+		(*nbreaks)++;
+		rs_adv(s);
+	}
+	if (!*indent)
+		*indent = max_indent > 1 ? max_indent : 1;
+}
+
+/* Emit the nbreaks breaks from first on, at their own positions. */
+static void rs_emit_breaks(struct rscan *s, const struct rbreak *first, size_t nbreaks)
+{
+	if (!first->p)
+		return;
+	struct rscan t = *s; /* a second cursor over the same text */
+	t.p = first->p;
+	t.at = first->at;
+	while (nbreaks > 0 && t.p < t.end && !t.found && !t.bad) {
+		if (brk_len(t.p, t.end)) {
+			rs_emit_break(&t, t.p, t.at);
+			nbreaks--;
+		}
+		rs_adv(&t);
+	}
+	s->v = t.v;
+	s->found = t.found;
+	s->bad = t.bad;
+	s->hit = t.hit;
+}
+
+/* A literal ("|") or folded (">") block scalar, on its indicator. */
+static void rs_block(struct rscan *s, bool literal)
+{
+	int chomping = 0, increment = 0;
+	rs_adv(s);
+	for (int i = 0; i < 2 && s->p < s->end; i++) {
+		unsigned char c = *s->p;
+		if (!chomping && (c == '+' || c == '-')) {
+			chomping = c == '+' ? 1 : -1;
+			rs_adv(s);
+		} else if (!increment && c >= '1' && c <= '9') {
+			increment = c - '0';
+			rs_adv(s);
+		}
+	}
+	while (s->p < s->end && is_blank(*s->p))
+		rs_adv(s);
+	if (s->p < s->end && *s->p == '#')
+		while (s->p < s->end && !brk_len(s->p, s->end))
+			rs_adv(s);
+	if (brk_len(s->p, s->end))
+		rs_adv(s);
+	else if (s->p < s->end)
+		s->bad = true;
+	s->after = s->at;
+
+	int indent = 0;
+	if (increment)
+		indent = s->n->src_indent >= 0 ? s->n->src_indent + increment : increment;
+	struct rbreak lead = { NULL, { 0, 0 } }, trail;
+	size_t ntrail;
+	bool leading_blank = false;
+	rs_block_breaks(s, &indent, &trail, &ntrail);
+	while (!rs_done(s) && s->at.col - 1 == indent) {
+		bool trailing_blank = is_blank(*s->p);
+		if (!literal && break_is_lf(s, &lead) && !leading_blank && !trailing_blank) {
+			if (ntrail == 0)
+				rs_emit(s, " ", 1, lead.at);
+		} else if (lead.p) {
+			rs_emit_break(s, lead.p, lead.at);
+		}
+		rs_emit_breaks(s, &trail, ntrail);
+		lead.p = NULL;
+		leading_blank = is_blank(*s->p);
+		while (s->p < s->end && !brk_len(s->p, s->end) && !s->found && !s->bad)
+			rs_copy(s);
+		if (brk_len(s->p, s->end)) {
+			lead = (struct rbreak){ s->p, s->at };
+			rs_adv(s);
+		}
+		rs_block_breaks(s, &indent, &trail, &ntrail);
+	}
+	if (chomping != -1 && lead.p)
+		rs_emit_break(s, lead.p, lead.at);
+	if (chomping == 1)
+		rs_emit_breaks(s, &trail, ntrail);
+}
+
+int kl_ynode_source_pos(const struct kl_ynode *n, size_t value_off, int *line, int *col)
+{
+	*line = n ? n->line : 0;
+	*col = n ? n->col : 0;
+	if (!n || n->type != KL_Y_SCALAR || value_off > n->len)
+		return -EINVAL;
+	if (!n->src)
+		return -ENOENT;
+
+	struct rscan s = {
+		.p = (const unsigned char *)n->src,
+		.end = (const unsigned char *)n->src + n->src_len,
+		.at = { n->line, n->col },
+		.n = n,
+		.want = value_off,
+	};
+	/* properties first: a tag (an anchor is refused, but skipped all the
+	 * same), then blanks, line breaks and comments up to the content */
+	while (s.p < s.end && (*s.p == '!' || *s.p == '&')) {
+		while (s.p < s.end && !is_blank(*s.p) && !brk_len(s.p, s.end))
+			rs_adv(&s);
+		while (s.p < s.end) {
+			if (is_blank(*s.p) || brk_len(s.p, s.end)) {
+				rs_adv(&s);
+			} else if (*s.p == '#') {
+				while (s.p < s.end && !brk_len(s.p, s.end))
+					rs_adv(&s);
+			} else {
+				break;
+			}
+		}
+	}
+	s.after = s.at;
+	unsigned char c = s.p < s.end ? *s.p : 0;
+	if (c == '\'' || c == '"') {
+		if (n->plain)
+			return -ENOENT;
+		rs_flow(&s, c);
+	} else if (c == '|' || c == '>') {
+		if (n->plain)
+			return -ENOENT;
+		rs_block(&s, c == '|');
+	} else {
+		if (!n->plain)
+			return -ENOENT;
+		rs_flow(&s, 0);
+	}
+	/* not found: only the end of the value, once all of it is rebuilt */
+	if (s.bad || (!s.found && (value_off != n->len || s.v != n->len)))
+		return -ENOENT;
+	struct pos at = s.found ? s.hit : s.after;
+	*line = at.line;
+	*col = at.col;
+	return 0;
 }

@@ -718,11 +718,11 @@ static bool load_expr(struct loader *l, struct rule *r, const struct kl_ynode *n
 	char msg[512];
 	size_t off = 0;
 	if (expr_compile(src, p, &r->expr, msg, sizeof msg, &off) < 0) {
-		/* Point into the expression: quoted scalars start one column later. */
-		int col = n->col + (n->plain ? 0 : 1) + (int)off;
-		if (memchr(src, '\n', off))
-			col = n->col;
-		kl_diag_error(l->d, l->file, n->line, col, "expr: %s", msg);
+		/* Point into the expression as written in the file (quotes,
+		 * escapes, several lines); the scalar's start if that fails. */
+		int line, col;
+		kl_ynode_source_pos(n, off, &line, &col);
+		kl_diag_error(l->d, l->file, line, col, "expr: %s", msg);
 		return false;
 	}
 	r->value_node = value_node_of(r->expr.root);

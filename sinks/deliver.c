@@ -151,6 +151,11 @@ const char *notifier_name(const struct notifier *n)
 	return n->name;
 }
 
+bool notifier_is_alertmanager(const struct notifier *n)
+{
+	return n->format == FORMAT_ALERTMANAGER;
+}
+
 void notifier_get_stats(const struct notifier *n, struct sink_stats *out)
 {
 	*out = n->stats;

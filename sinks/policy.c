@@ -38,6 +38,12 @@
 #include "sinks/sinks_int.h"
 
 #define MAX_FIRING 10000
+/*
+ * Alertmanager resolves an alert posted without endsAt after its
+ * resolve_timeout (5m by default): firing alerts are posted to alertmanager
+ * sinks again every minute, whatever repeat_interval says for the others.
+ */
+#define AM_REFRESH_US (60 * 1000000LL)
 
 struct galert {
 	char fingerprint[17];
@@ -62,6 +68,7 @@ struct group {
 	ev_timer timer;
 	int64_t created_us;
 	int64_t last_flush_us;
+	int64_t last_am_us; /* last post to the route's Alertmanager sinks */
 	int64_t recheck_us; /* a silence muting an alert here ends then (0: none) */
 	bool flushed_once;
 	bool dirty;
@@ -78,6 +85,7 @@ struct firing {
 struct route {
 	const struct route_spec *spec; /* NULL: the implicit route */
 	struct notify_spec notify;
+	bool has_am;		       /* an alertmanager sink: needs AM_REFRESH_US */
 	struct notifier **notifiers;
 	size_t nnotifiers;
 };
@@ -311,6 +319,9 @@ static void schedule(struct group *g, int64_t now)
 		due = g->last_flush_us + ns->repeat_interval_us;
 	if (g->recheck_us && g->recheck_us < due)
 		due = g->recheck_us;
+	if (g->p->routes[g->route].has_am && g->flushed_once && has_firing(g) &&
+	    g->last_am_us + AM_REFRESH_US < due)
+		due = g->last_am_us + AM_REFRESH_US;
 	ev_timer_stop(g->p->loop, &g->timer);
 	if (due == INT64_MAX)
 		return;
@@ -436,8 +447,9 @@ static size_t common_of(const struct notif_alert *as, size_t n, bool annotations
 	return m;
 }
 
+/* Send to the route's notifiers (only its alertmanager sinks with am_only). */
 static void send_group(struct policy *p, struct group *g, struct notif_alert *as, size_t n,
-		       int64_t now)
+		       int64_t now, bool am_only)
 {
 	struct notif_label grouped = { "alertname", g->alertname };
 	struct notif_label common[64], common_ann[64];
@@ -457,14 +469,22 @@ static void send_group(struct policy *p, struct group *g, struct notif_alert *as
 	msg.ncommon_annotations = common_of(as, n, true, common_ann, 64);
 	const struct route *r = &p->routes[g->route];
 	for (size_t i = 0; i < r->nnotifiers; i++) {
+		bool am = notifier_is_alertmanager(r->notifiers[i]);
+		if (am_only && !am)
+			continue;
 		msg.receiver = notifier_name(r->notifiers[i]);
 		notifier_send(r->notifiers[i], &msg, now);
 	}
+	if (r->has_am)
+		g->last_am_us = now;
 }
 
 static void flush(struct policy *p, struct group *g, int64_t now)
 {
+	const struct notify_spec *ns = &p->routes[g->route].notify;
 	bool repeat = !g->dirty;
+	/* Only Alertmanager's refresh is due, not the route's repeat. */
+	bool am_only = repeat && g->flushed_once && now < g->last_flush_us + ns->repeat_interval_us;
 	struct notif_alert *as = calloc(g->n ? g->n : 1, sizeof *as);
 	size_t n = 0;
 	uint64_t h = 0xcbf29ce484222325ULL, silenced = 0, muted = 0;
@@ -490,15 +510,17 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 		h = mix(mix(h, a->fingerprint), a->firing ? "F" : "R");
 	}
 	bool changed = h != g->last_hash;
-	if (n && (changed || repeat)) {
-		send_group(p, g, as, n, now);
+	if (n && am_only) {
+		send_group(p, g, as, n, now, true);
+	} else if (n && (changed || repeat)) {
+		send_group(p, g, as, n, now, false);
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;
 	} else if (!g->flushed_once) {
 		g->last_flush_us = now;
 		g->flushed_once = true;
-	} else if (repeat) {
+	} else if (repeat && !am_only) {
 		g->last_flush_us = now; /* nothing to repeat now: try again a period later */
 	}
 	const struct route *r = &p->routes[g->route];
@@ -610,8 +632,10 @@ static int setup_routes(struct policy *p, struct notifier **nts, size_t nnt)
 			bool wanted = !rt->spec;
 			for (size_t k = 0; rt->spec && k < rt->spec->nsinks; k++)
 				wanted |= !strcmp(rt->spec->sinks[k], notifier_name(nts[i]));
-			if (wanted)
-				rt->notifiers[rt->nnotifiers++] = nts[i];
+			if (!wanted)
+				continue;
+			rt->notifiers[rt->nnotifiers++] = nts[i];
+			rt->has_am |= notifier_is_alertmanager(nts[i]);
 		}
 	}
 	return 0;

@@ -229,6 +229,31 @@ static int add_record(struct sinks *s, const struct sink_spec *sp)
 	return 0;
 }
 
+/* Messages spooled for a sink that is no longer configured can never be
+ * delivered: say so once and drop them, rather than keep them forever. */
+static void drop_orphans(struct sinks *s)
+{
+	uint64_t dropped = 0;
+	size_t budget = spool_pending(s->spool); /* each turn removes or skips one */
+	for (size_t i = 0; i < spool_pending(s->spool) && budget--;) {
+		const struct spool_rec *r = spool_get(s->spool, i);
+		bool known = false;
+		for (size_t k = 0; k < s->nnotifiers && !known; k++) {
+			const char *name = notifier_name(s->notifiers[k]);
+			known = strlen(name) == r->sink_len && !memcmp(name, r->sink, r->sink_len);
+		}
+		if (known) {
+			i++;
+			continue;
+		}
+		dropped++;
+		spool_ack(s->spool, r->id); /* removed from memory even if the disk fails */
+	}
+	if (dropped)
+		kl_log(KL_LOG_WARN, "sinks: %llu spooled message(s) were for sinks no longer configured; dropped",
+		       (unsigned long long)dropped);
+}
+
 static int open_notifiers(struct sinks *s, struct ev_loop *loop, const struct sinks_spec *spec)
 {
 	int rc = spool_open(spec->state_dir, spec->spool_max_bytes ? spec->spool_max_bytes : 64u << 20,
@@ -250,6 +275,7 @@ static int open_notifiers(struct sinks *s, struct ev_loop *loop, const struct si
 			return -ENOMEM;
 		s->notifiers[s->nnotifiers++] = n;
 	}
+	drop_orphans(s);
 	s->policy = policy_new(loop, spec, s->notifiers, s->nnotifiers, &rc);
 	if (!s->policy)
 		return rc;

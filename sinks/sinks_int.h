@@ -166,6 +166,7 @@ struct notifier *notifier_new(struct ev_loop *loop, struct http *http, struct sp
 			      const struct sink_spec *spec, const char *external_url);
 void notifier_free(struct notifier *n);
 const char *notifier_name(const struct notifier *n);
+bool notifier_is_alertmanager(const struct notifier *n);
 /* Format n, spool it (fsync'd), start delivery. 0 or -errno (logged). */
 int notifier_send(struct notifier *nt, struct notification *n, int64_t now_us);
 /* Deliver whatever the spool holds for this sink (at start, after a restart). */

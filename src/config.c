@@ -1039,6 +1039,21 @@ static bool get_duration(struct ctx *x, const struct kl_ynode *v, const char *ke
 	return true;
 }
 
+/* A duration of more than 0 (*out is left alone otherwise). */
+static bool get_positive_duration(struct ctx *x, const struct kl_ynode *v, const char *key,
+				  int64_t *out)
+{
+	int64_t us;
+	if (!get_duration(x, v, key, &us))
+		return false;
+	if (us <= 0) {
+		config_error(x, v, "'%s' must be more than 0", key);
+		return false;
+	}
+	*out = us;
+	return true;
+}
+
 static bool get_bool(struct ctx *x, const struct kl_ynode *v, const char *key, bool *out)
 {
 	const char *s = get_str(x, v, "true or false", key);
@@ -1058,32 +1073,45 @@ static bool get_bool(struct ctx *x, const struct kl_ynode *v, const char *key, b
 	return false;
 }
 
-/* A mapping of label names to values (route `match`, inhibit matchers). */
-static bool get_matchers(struct ctx *x, const struct kl_ynode *v, const char *key,
+/*
+ * A mapping of label names to values (route `match`, inhibit matchers) into
+ * *out, *n. An entry that cannot be read is reported and left out (the load
+ * fails anyway); what was read is freed with the config.
+ */
+static void get_matchers(struct ctx *x, const struct kl_ynode *v, const char *key,
 			 struct sink_match **out, size_t *n)
 {
 	if (!want_map(x, v, key))
-		return false;
+		return;
 	*out = calloc(v->n ? v->n : 1, sizeof **out);
 	if (!*out) {
 		oom(x);
-		return false;
+		return;
 	}
 	for (size_t i = 0; i < v->n; i++) {
-		char *value = dup_str(x, v->items[i], "a label value", v->keys[i]->str);
-		char *name = kl_strndup(v->keys[i]->str, v->keys[i]->len);
-		if (!value || !name) {
+		const struct kl_ynode *k = v->keys[i];
+		char shown[96];
+		show(k, shown, sizeof shown);
+		if (k->type != KL_Y_SCALAR || k->len == 0 || memchr(k->str, '\0', k->len)) {
+			config_error(x, k, "invalid label name '%s' in '%s'", shown, key);
+			continue;
+		}
+		char *value = dup_str(x, v->items[i], "a label value", shown);
+		if (!value)
+			continue;
+		char *name = kl_strndup(k->str, k->len);
+		if (!name) {
 			free(value);
-			free(name);
-			return false;
+			oom(x);
+			return;
 		}
 		(*out)[(*n)++] = (struct sink_match){ name, value };
 	}
-	return true;
 }
 
-/* A list of scalars (or one scalar). */
-static bool get_names(struct ctx *x, const struct kl_ynode *v, const char *key, char ***out,
+/* A list of names, or one name, into *out, *n; an entry that cannot be read is
+ * reported and left out. */
+static void get_names(struct ctx *x, const struct kl_ynode *v, const char *key, char ***out,
 		      size_t *n)
 {
 	const struct kl_ynode *const *items = (const struct kl_ynode *const *)&v;
@@ -1091,19 +1119,64 @@ static bool get_names(struct ctx *x, const struct kl_ynode *v, const char *key, 
 	if (v->type == KL_Y_SEQ) {
 		items = (const struct kl_ynode *const *)v->items;
 		count = v->n;
+	} else if (v->type != KL_Y_SCALAR || kl_ynode_is_null(v)) {
+		config_error(x, v, "expected a name or a list of names for '%s', found %s", key,
+			     kind(v));
+		return;
 	}
 	*out = calloc(count ? count : 1, sizeof **out);
 	if (!*out) {
 		oom(x);
-		return false;
+		return;
 	}
 	for (size_t i = 0; i < count; i++) {
 		char *name = dup_str(x, items[i], "a name", key);
-		if (!name)
+		if (name)
+			(*out)[(*n)++] = name;
+	}
+}
+
+/*
+ * The value get_str gave n earlier, without reporting anything: the
+ * substituted copy, or the text as written; NULL for a node get_str refuses.
+ * For second looks (check_routes) at nodes already read and reported on.
+ */
+static const char *quiet_value(const struct ctx *x, const struct kl_ynode *n)
+{
+	if (!n || n->type != KL_Y_SCALAR || kl_ynode_is_null(n) || memchr(n->str, '\0', n->len))
+		return NULL;
+	for (size_t i = 0; i < x->nsubst; i++)
+		if (x->subst[i].node == n)
+			return x->subst[i].value;
+	return n->str;
+}
+
+/* s starts with prefix, ASCII letters compared without case. */
+static bool starts_nocase(const char *s, const char *prefix)
+{
+	for (; *prefix; s++, prefix++) {
+		char a = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+		if (a != *prefix)
 			return false;
-		(*out)[(*n)++] = name;
 	}
 	return true;
+}
+
+/* A URL klaxon can post to: http:// or https://, a host, no space or control
+ * character. NULL if it is one, else what is wrong (never the URL itself). */
+static const char *url_problem(const char *url)
+{
+	size_t skip = starts_nocase(url, "http://")  ? 7 :
+		      starts_nocase(url, "https://") ? 8 :
+						       0;
+	if (!skip)
+		return "must start with http:// or https://";
+	if (url[skip] == '\0' || url[skip] == '/')
+		return "has no host after the scheme";
+	for (const char *p = url; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return "contains a space or a control character";
+	return NULL;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1150,8 +1223,13 @@ static char *read_secret(struct ctx *x, const struct kl_ynode *v, const char *ke
 	while (len && (data[len - 1] == '\r' || data[len - 1] == ' ' || data[len - 1] == '\t'))
 		len--;
 	data[len] = '\0';
-	if (!len) {
-		config_error(x, v, "the file '%s' for '%s' is empty", path, key);
+	const char *problem = !len			 ? "its first line is empty" :
+			      memchr(data, '\0', len) ? "its first line contains a NUL byte" :
+							 NULL;
+	if (problem) {
+		config_error(x, v, "the file '%s' for '%s' holds no usable secret: %s", path, key,
+			     problem);
+		memset(data, 0, len);
 		free(data);
 		return NULL;
 	}
@@ -1188,36 +1266,37 @@ static void sink_records(struct ctx *x, struct config_sink *s, const char *lb,
 static void sink_notifier(struct ctx *x, struct config_sink *s, const char *lb,
 			  const struct kl_ynode *item, const struct kl_ynode *const *nodes)
 {
+	const struct kl_ynode *url = nodes[SK_URL], *url_file = nodes[SK_URL_FILE];
 	if (nodes[SK_PATH])
 		config_error(x, nodes[SK_PATH], "'path' is used only by jsonl sinks");
 	if (nodes[SK_WHAT])
 		config_error(x, nodes[SK_WHAT], "'what' is used only by jsonl sinks");
-	if (nodes[SK_URL] && nodes[SK_URL_FILE]) {
-		config_error(x, nodes[SK_URL_FILE], "%s has both 'url' and 'url_file'; keep one", lb);
-		return;
-	}
-	if (nodes[SK_URL])
-		s->url = dup_str(x, nodes[SK_URL], "a URL", "url");
-	else if (nodes[SK_URL_FILE])
-		s->url = read_secret(x, nodes[SK_URL_FILE], "url_file");
+	if (url && url_file)
+		config_error(x, url_file, "%s has both 'url' and 'url_file'; keep one", lb);
+	else if (url)
+		s->url = dup_str(x, url, "a URL", "url");
+	else if (url_file)
+		s->url = read_secret(x, url_file, "url_file");
 	else
 		config_error(x, item, "%s is missing 'url' (or 'url_file')", lb);
-	if (s->url && strncmp(s->url, "http://", 7) && strncmp(s->url, "https://", 8)) {
-		/* Not shown: a webhook URL is a secret. */
-		config_error(x, nodes[SK_URL] ? nodes[SK_URL] : nodes[SK_URL_FILE],
-			     "%s: the URL must start with http:// or https://", lb);
+	const char *problem = s->url ? url_problem(s->url) : NULL;
+	if (problem) {
+		/* Never shown: a webhook URL is a secret. */
+		config_error(x, url ? url : url_file,
+			     "%s: the URL %s (not shown: a URL may hold a secret)", lb, problem);
 	}
 	if (nodes[SK_SECRET_FILE])
 		s->secret = read_secret(x, nodes[SK_SECRET_FILE], "secret_file");
 	bool verify = true;
 	if (nodes[SK_TLS] && get_bool(x, nodes[SK_TLS], "tls_verify", &verify) && !verify) {
 		s->tls_insecure = true;
-		kl_log(KL_LOG_WARN, "config: %s: tls_verify is false: its TLS certificate is not checked", lb);
+		kl_log(KL_LOG_WARN,
+		       "config: %s: tls_verify is false: the receiver's TLS certificate is not checked",
+		       lb);
 	}
 	s->timeout_us = 10 * 1000000LL;
-	if (nodes[SK_TIMEOUT] && get_duration(x, nodes[SK_TIMEOUT], "timeout", &s->timeout_us) &&
-	    s->timeout_us <= 0)
-		config_error(x, nodes[SK_TIMEOUT], "'timeout' must be more than 0");
+	if (nodes[SK_TIMEOUT])
+		get_positive_duration(x, nodes[SK_TIMEOUT], "timeout", &s->timeout_us);
 }
 
 static void load_sink(struct ctx *x, struct config_sink *s, const struct kl_ynode *item)
@@ -1305,16 +1384,20 @@ static void load_sinks(struct ctx *x, const struct kl_ynode *v)
 static const char *const notify_keys[] = { "group_wait", "group_interval", "repeat_interval",
 					   "send_resolved", NULL };
 
-/* Key k of a notify mapping (or a route's override); true if it was one. */
+/*
+ * Key k of a notify mapping (or a route's override) into n; true if it was
+ * one. group_interval and repeat_interval must be more than 0: a group would
+ * be sent again at once, over and over (Alertmanager refuses 0 too).
+ */
 static bool notify_key(struct ctx *x, const struct kl_ynode *k, const struct kl_ynode *v,
 		       struct notify_spec *n)
 {
 	if (key_is(k, "group_wait"))
 		get_duration(x, v, "group_wait", &n->group_wait_us);
 	else if (key_is(k, "group_interval"))
-		get_duration(x, v, "group_interval", &n->group_interval_us);
+		get_positive_duration(x, v, "group_interval", &n->group_interval_us);
 	else if (key_is(k, "repeat_interval"))
-		get_duration(x, v, "repeat_interval", &n->repeat_interval_us);
+		get_positive_duration(x, v, "repeat_interval", &n->repeat_interval_us);
 	else if (key_is(k, "send_resolved"))
 		get_bool(x, v, "send_resolved", &n->send_resolved);
 	else
@@ -1322,9 +1405,11 @@ static bool notify_key(struct ctx *x, const struct kl_ynode *k, const struct kl_
 	return true;
 }
 
+/* The global `notify:` (an empty value keeps the defaults). Loaded before
+ * `routes:` wherever it is in the file, since routes inherit it. */
 static void load_notify(struct ctx *x, const struct kl_ynode *v)
 {
-	if (!want_map(x, v, "notify"))
+	if (kl_ynode_is_null(v) || !want_map(x, v, "notify"))
 		return;
 	for (size_t i = 0; i < v->n; i++)
 		if (!notify_key(x, v->keys[i], v->items[i], &x->c->notify))
@@ -1334,8 +1419,9 @@ static void load_notify(struct ctx *x, const struct kl_ynode *v)
 static const char *const route_keys[] = { "match", "sinks", "continue", "group_wait",
 					  "group_interval", "repeat_interval", "send_resolved", NULL };
 
-static void load_route(struct ctx *x, struct config_route *r, const struct kl_ynode *item,
-		       const struct kl_ynode *notify)
+/* Route number idx + 1 (as messages count them); c->notify is loaded. */
+static void load_route(struct ctx *x, struct config_route *r, size_t idx,
+		       const struct kl_ynode *item)
 {
 	if (item->type != KL_Y_MAP) {
 		config_error(x, item, "expected a mapping for each entry of 'routes', found %s",
@@ -1345,9 +1431,8 @@ static void load_route(struct ctx *x, struct config_route *r, const struct kl_yn
 	r->line = item->line;
 	r->col = item->col;
 	r->notify = x->c->notify;
-	/* The global notify: may come after routes: in the file; read it first. */
-	for (size_t i = 0; notify && notify->type == KL_Y_MAP && i < notify->n; i++)
-		notify_key(x, notify->keys[i], notify->items[i], &r->notify);
+	char where[64];
+	snprintf(where, sizeof where, " in route %zu", idx + 1);
 	for (size_t i = 0; i < item->n; i++) {
 		const struct kl_ynode *k = item->keys[i], *v = item->items[i];
 		if (notify_key(x, k, v, &r->notify))
@@ -1359,13 +1444,18 @@ static void load_route(struct ctx *x, struct config_route *r, const struct kl_yn
 		else if (key_is(k, "continue"))
 			get_bool(x, v, "continue", &r->cont);
 		else
-			known_key(x, k, route_keys, " in a route");
+			known_key(x, k, route_keys, where);
 	}
-	if (!kl_ymap_get(item, "sinks"))
-		config_error(x, item, "a route needs 'sinks' (the notifying sinks it sends to)");
+	const struct kl_ynode *sinks = kl_ymap_get(item, "sinks");
+	if (!sinks)
+		config_error(x, item, "route %zu is missing 'sinks' (the notifying sinks it sends to)",
+			     idx + 1);
+	else if (sinks->type == KL_Y_SEQ && sinks->n == 0)
+		config_error(x, sinks, "route %zu has no sinks; name at least one notifying sink",
+			     idx + 1);
 }
 
-static void load_routes(struct ctx *x, const struct kl_ynode *v, const struct kl_ynode *notify)
+static void load_routes(struct ctx *x, const struct kl_ynode *v)
 {
 	struct config *c = x->c;
 	if (!want_list(x, v, "routes") || !list_len(v))
@@ -1377,11 +1467,24 @@ static void load_routes(struct ctx *x, const struct kl_ynode *v, const struct kl
 	}
 	for (size_t i = 0; i < list_len(v); i++) {
 		c->nroutes++;
-		load_route(x, &c->routes[i], v->items[i], notify);
+		load_route(x, &c->routes[i], i, v->items[i]);
 	}
 }
 
 static const char *const inhibit_keys[] = { "source_match", "target_match", "equal", NULL };
+
+/* An inhibit rule's source_match or target_match must be there and name at
+ * least one label (an empty one would match every alert). */
+static void inhibit_needs(struct ctx *x, const struct kl_ynode *item, size_t idx,
+			  const char *key, const char *what)
+{
+	const struct kl_ynode *m = kl_ymap_get(item, key);
+	if (!m)
+		config_error(x, item, "inhibit rule %zu is missing '%s' (%s)", idx + 1, key, what);
+	else if (m->type == KL_Y_MAP && m->n == 0)
+		config_error(x, m, "'%s' of inhibit rule %zu is empty; name at least one label", key,
+			     idx + 1);
+}
 
 static void load_inhibits(struct ctx *x, const struct kl_ynode *v)
 {
@@ -1396,8 +1499,13 @@ static void load_inhibits(struct ctx *x, const struct kl_ynode *v)
 	for (size_t i = 0; i < list_len(v); i++) {
 		const struct kl_ynode *item = v->items[i];
 		struct config_inhibit *in = &c->inhibits[c->ninhibits++];
-		if (!want_map(x, item, "inhibit"))
+		if (item->type != KL_Y_MAP) {
+			config_error(x, item, "expected a mapping for each entry of 'inhibit', found %s",
+				     kind(item));
 			continue;
+		}
+		char where[64];
+		snprintf(where, sizeof where, " in inhibit rule %zu", i + 1);
 		for (size_t k = 0; k < item->n; k++) {
 			const struct kl_ynode *key = item->keys[k], *val = item->items[k];
 			if (key_is(key, "source_match"))
@@ -1407,33 +1515,96 @@ static void load_inhibits(struct ctx *x, const struct kl_ynode *v)
 			else if (key_is(key, "equal"))
 				get_names(x, val, "equal", &in->equal, &in->nequal);
 			else
-				known_key(x, key, inhibit_keys, " in an inhibit rule");
+				known_key(x, key, inhibit_keys, where);
 		}
-		if (!in->nsource || !in->ntarget)
-			config_error(x, item, "an inhibit rule needs 'source_match' and 'target_match'");
+		inhibit_needs(x, item, i, "source_match", "the labels of the alert that mutes");
+		inhibit_needs(x, item, i, "target_match", "the labels of the alerts it mutes");
 	}
 }
 
+/* The node of the name `name` under a route's `sinks:`, or the route itself. */
+static const struct kl_ynode *route_sink_node(const struct ctx *x, const struct kl_ynode *route,
+					      const char *name)
+{
+	const struct kl_ynode *sinks = kl_ymap_get(route, "sinks");
+	if (!sinks)
+		return route;
+	if (sinks->type != KL_Y_SEQ)
+		return sinks;
+	for (size_t i = 0; i < sinks->n; i++) {
+		const char *v = quiet_value(x, sinks->items[i]);
+		if (v && !strcmp(v, name))
+			return sinks->items[i];
+	}
+	return sinks;
+}
+
+/* Whether sink j's type was understood (else its error is out already, and
+ * its zeroed type says nothing). sinks is the `sinks:` node. */
+static bool sink_typed(const struct ctx *x, const struct kl_ynode *sinks, size_t j)
+{
+	enum sink_kind k;
+	if (!sinks || sinks->type != KL_Y_SEQ || j >= sinks->n)
+		return false;
+	const char *t = quiet_value(x, kl_ymap_get(sinks->items[j], "type"));
+	return t && sink_kind_from_name(t, &k) == 0;
+}
+
 /* Every route names notifying sinks that exist. */
-static void check_routes(struct ctx *x, const struct kl_ynode *routes)
+static void check_routes(struct ctx *x, const struct kl_ynode *routes, const struct kl_ynode *sinks)
 {
 	struct config *c = x->c;
-	for (size_t i = 0; i < c->nroutes; i++)
+	char notifiers[512] = "";
+	size_t used = 0;
+	for (size_t j = 0; j < c->nsinks; j++) {
+		if (!c->sinks[j].name || !sink_typed(x, sinks, j) ||
+		    !sink_kind_notifies(c->sinks[j].type))
+			continue;
+		int w = snprintf(notifiers + used, sizeof notifiers - used, "%s%s", used ? ", " : "",
+				 c->sinks[j].name);
+		if (w < 0 || (size_t)w >= sizeof notifiers - used)
+			break;
+		used += (size_t)w;
+	}
+	for (size_t i = 0; i < c->nroutes && i < routes->n; i++)
 		for (size_t k = 0; k < c->routes[i].nsinks; k++) {
 			const char *name = c->routes[i].sinks[k];
-			const struct config_sink *found = NULL;
+			size_t found = c->nsinks;
 			for (size_t j = 0; j < c->nsinks; j++)
 				if (c->sinks[j].name && !strcmp(c->sinks[j].name, name))
-					found = &c->sinks[j];
-			const struct kl_ynode *at = routes->items[i];
-			if (!found)
-				config_error(x, at, "route %zu names sink '%s', which is not defined under 'sinks'",
-					     i + 1, name);
-			else if (!sink_kind_notifies(found->type))
+					found = j;
+			const struct kl_ynode *at = route_sink_node(x, routes->items[i], name);
+			if (found == c->nsinks)
 				config_error(x, at,
-					     "route %zu names sink '%s', a %s sink; routes choose among notifying sinks (stdout and jsonl record every transition)",
-					     i + 1, name, sink_kind_name(found->type));
+					     "route %zu names sink '%s', which is not defined under "
+					     "'sinks'; %s%s",
+					     i + 1, name,
+					     used ? "notifying sinks: " : "no notifying sink is defined",
+					     notifiers);
+			else if (sink_typed(x, sinks, found) && !sink_kind_notifies(c->sinks[found].type))
+				config_error(x, at,
+					     "route %zu names sink '%s', a %s sink; routes choose among "
+					     "notifying sinks (stdout and jsonl record every transition)",
+					     i + 1, name, sink_kind_name(c->sinks[found].type));
 		}
+}
+
+/* The address of this klaxon, in webhook payloads (externalURL); not a secret. */
+static void load_external_url(struct ctx *x, const struct kl_ynode *v)
+{
+	char *url = dup_str(x, v, "a URL", "external_url");
+	const char *problem = url ? url_problem(url) : NULL;
+	if (problem) {
+		char shown[96];
+		config_error(x, v, "invalid URL '%s' for 'external_url': it %s",
+			     show(v, shown, sizeof shown), problem);
+		free(url);
+		return;
+	}
+	if (!url)
+		return;
+	free(x->c->external_url);
+	x->c->external_url = url;
 }
 
 /* The sinks stage's view of the config (pointers into it). */
@@ -1513,6 +1684,8 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		config_error(x, root, "expected a mapping at the top level, found %s", kind(root));
 		return;
 	}
+	const struct kl_ynode *notify = kl_ymap_get(root, "notify");
+	bool notify_done = false; /* routes inherit it: it is loaded first */
 	for (size_t i = 0; i < root->n; i++) {
 		const struct kl_ynode *v = root->items[i];
 		int k = known_key(x, root->keys[i], top_keys, "");
@@ -1524,13 +1697,19 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		case 4: load_sources(x, v); break;
 		case 5: load_parsers(x, v); break;
 		case 6: load_sinks(x, v); break;
-		case 7: load_routes(x, v, kl_ymap_get(root, "notify")); break;
-		case 8: load_notify(x, v); break;
-		case 9: load_inhibits(x, v); break;
-		case 10:
-			free(x->c->external_url);
-			x->c->external_url = dup_str(x, v, "a URL", "external_url");
+		case 7:
+			if (notify && !notify_done)
+				load_notify(x, notify);
+			notify_done = true;
+			load_routes(x, v);
 			break;
+		case 8:
+			if (!notify_done)
+				load_notify(x, v);
+			notify_done = true;
+			break;
+		case 9: load_inhibits(x, v); break;
+		case 10: load_external_url(x, v); break;
 		default:
 			if (k >= FIRST_RESERVED)
 				kl_log(KL_LOG_WARN,
@@ -1542,7 +1721,7 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 	resolve_parsers(x);
 	const struct kl_ynode *routes = kl_ymap_get(root, "routes");
 	if (routes && routes->type == KL_Y_SEQ)
-		check_routes(x, routes);
+		check_routes(x, routes, kl_ymap_get(root, "sinks"));
 }
 
 static char *dir_of(const char *path)

@@ -430,7 +430,7 @@ class Klaxon:
     def cli(self, *args, timeout=60):
         """Another klaxon command on the same config: (rc, stdout, stderr) as text."""
         import e2elib
-        argv = [e2elib.KLAXON] + list(args[:1]) + list(args[1:]) + ["-c", self.config]
+        argv = [e2elib.KLAXON] + list(args) + ["-c", self.config]
         rc, out, err = e2elib.run(argv, timeout=timeout)
         return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 

@@ -30,6 +30,13 @@ struct fx {
 	size_t outlen;
 	FILE *f;
 	struct kl_diag d;
+	/* stderr captured (capture_begin/end): the file, and the real stderr */
+	FILE *cap;
+	int saved_fd;
+	/* load_text: load text into loaded, its result in rc */
+	const char *text;
+	struct config *loaded;
+	int rc;
 };
 
 static char *join_path(const char *dir, const char *name)
@@ -59,6 +66,7 @@ static int setup(void **state)
 	write_file(f->dir, "rules/b.yml", "rules: []\n");
 	write_file(f->dir, "rules/a.yml", "rules: []\n");
 	write_file(f->dir, "extra.yml", "rules: []\n");
+	f->saved_fd = -1;
 	*state = f;
 	return 0;
 }
@@ -71,9 +79,18 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return remove(path);
 }
 
+static char *capture_end(struct fx *f);
+
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	if (f->cap) {
+		/* a test failed with stderr captured: show what it said */
+		char *said = capture_end(f);
+		fputs(said, stderr);
+		free(said);
+	}
+	config_free(f->loaded);
 	if (f->f)
 		fclose(f->f);
 	free(f->out);
@@ -132,25 +149,43 @@ static void expect_ok(struct fx *f, const char *text, struct config **c)
 	assert_non_null(*c);
 }
 
-/* Run fn(f) with stderr in a temporary file; return what was written. */
-static char *capture_stderr(void (*fn)(struct fx *), struct fx *f)
+/* Send stderr to a temporary file until capture_end. */
+static void capture_begin(struct fx *f)
 {
-	FILE *tmp = tmpfile();
-	assert_non_null(tmp);
+	assert_null(f->cap);
+	f->cap = tmpfile();
+	assert_non_null(f->cap);
 	fflush(stderr);
-	int saved = dup(2);
-	dup2(fileno(tmp), 2);
-	fn(f);
+	f->saved_fd = dup(2);
+	assert_true(f->saved_fd >= 0);
+	assert_true(dup2(fileno(f->cap), 2) >= 0);
+}
+
+/* Restore stderr; return what was written to it meanwhile. */
+static char *capture_end(struct fx *f)
+{
 	fflush(stderr);
-	dup2(saved, 2);
-	close(saved);
+	dup2(f->saved_fd, 2);
+	close(f->saved_fd);
+	f->saved_fd = -1;
+	FILE *tmp = f->cap;
+	f->cap = NULL;
 	fseek(tmp, 0, SEEK_END);
 	long len = ftell(tmp);
 	rewind(tmp);
 	char *buf = calloc(1, (size_t)len + 1);
+	assert_non_null(buf);
 	assert_int_equal(fread(buf, 1, (size_t)len, tmp), (size_t)len);
 	fclose(tmp);
 	return buf;
+}
+
+/* Run fn(f) with stderr in a temporary file; return what was written. */
+static char *capture_stderr(void (*fn)(struct fx *), struct fx *f)
+{
+	capture_begin(f);
+	fn(f);
+	return capture_end(f);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -318,7 +353,8 @@ static void test_env(void **state)
 		      "sinks:\n"
 		      "  - {name: chat, type: '${KL_TEST_SECRET}'}\n",
 		      "1:9: environment variable 'KL_TEST_UNSET' is not set\n"
-		      "3:24: unknown sink type '${KL_TEST_SECRET}'; available: stdout, jsonl\n");
+		      "3:24: unknown sink type '${KL_TEST_SECRET}'; available: stdout, jsonl, "
+		      "webhook, alertmanager, slack, discord, teams\n");
 	assert_null(strstr(f->out, "s3cr3t"));
 }
 
@@ -330,8 +366,8 @@ static void test_top_level(void **state)
 		      "state_dir: /x\n"
 		      "soruces: []\n",
 		      "2:1: unknown key 'soruces'; expected one of: state_dir, listen, "
-		      "eval_interval, rule_files, sources, parsers, sinks, redis, probes, routes, "
-		      "notify, rotate, inhibit\n");
+		      "eval_interval, rule_files, sources, parsers, sinks, routes, notify, inhibit, "
+		      "external_url, redis, probes, rotate\n");
 	expect_errors(f, "- a\n- b\n", "1:1: expected a mapping at the top level, found a list\n");
 	expect_errors(f, "just text\n",
 		      "1:1: expected a mapping at the top level, found a scalar\n");
@@ -377,14 +413,12 @@ static void load_reserved(struct fx *f)
 		  "redis: redis://r:6379/0\n"
 		  "probes:\n"
 		  "  - {name: web, http: 'https://web/healthz', interval: 30s}\n"
-		  "routes: [{sinks: [chat]}]\n"
-		  "notify: {group_wait: 10s}\n"
-		  "rotate: []\n"
-		  "inhibit: x\n",
+		  "rotate: []\n",
 		  &c);
 	config_free(c);
 }
 
+/* redis, probes and rotate are later issues: warned about and ignored */
 static void test_reserved(void **state)
 {
 	struct fx *f = *state;
@@ -393,10 +427,7 @@ static void test_reserved(void **state)
 		err,
 		"klaxon: warning: config: 'redis' is not implemented in this version and is ignored\n"
 		"klaxon: warning: config: 'probes' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'routes' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'notify' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'rotate' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'inhibit' is not implemented in this version and is "
+		"klaxon: warning: config: 'rotate' is not implemented in this version and is "
 		"ignored\n");
 	free(err);
 }
@@ -638,18 +669,14 @@ static void test_sink_errors(void **state)
 {
 	struct fx *f = *state;
 
-	expect_errors(f, "sinks:\n  - {name: chat, type: slack, url: 'https://x'}\n",
-		      "2:24: sink type 'slack' is not available in this version; available: "
-		      "stdout, jsonl\n"
-		      "2:31: unknown key 'url' in sink 'chat'; expected one of: name, type, path, "
-		      "what\n");
 	expect_errors(f, "sinks:\n  - {name: hook, type: webhook}\n",
-		      "2:24: sink type 'webhook' is not available in this version; available: "
-		      "stdout, jsonl\n");
+		      "2:5: sink 'hook' is missing 'url' (or 'url_file')\n");
 	expect_errors(f, "sinks:\n  - {name: x, type: pager}\n",
-		      "2:21: unknown sink type 'pager'; available: stdout, jsonl\n");
+		      "2:21: unknown sink type 'pager'; available: stdout, jsonl, webhook, "
+		      "alertmanager, slack, discord, teams\n");
 	expect_errors(f, "sinks:\n  - {name: x}\n",
-		      "2:5: sink 'x' is missing 'type' (stdout or jsonl)\n");
+		      "2:5: sink 'x' is missing 'type' (stdout, jsonl, webhook, alertmanager, slack, "
+		      "discord or teams)\n");
 	expect_errors(f, "sinks:\n  - {type: stdout}\n", "2:5: sink is missing 'name'\n");
 	expect_errors(f, "sinks:\n  - {name: j, type: jsonl}\n",
 		      "2:5: sink 'j' is missing 'path' (the file a jsonl sink writes)\n");
@@ -665,6 +692,558 @@ static void test_sink_errors(void **state)
 		      "3:12: duplicate sink name 'o' (first at line 2)\n");
 	expect_errors(f, "sinks:\n  - stdout\n",
 		      "2:5: expected a mapping for each entry of 'sinks', found a scalar\n");
+	expect_errors(f, "sinks:\n  - {name: o, type: stdout, urls: x}\n",
+		      "2:29: unknown key 'urls' in sink 'o'; expected one of: name, type, path, what, "
+		      "url, url_file, secret_file, tls_verify, timeout\n");
+}
+
+/* ------------------------------------------------------------------------- */
+/* Notifications: notifier sinks, routes, notify, inhibit, external_url */
+
+/* Values that stand for secrets: none may ever be printed. */
+#define SECRET_HOOK  "s3cr3t-hook-4411"
+#define SECRET_TOKEN "tok-9f8e7d6c"
+#define SECRET_CHAT  "XOXB-chat-55aa"
+#define SECRET_HMAC  "hmac-k3y-0b0b"
+#define SECRET_OTHER "s3cr3t-other-7"
+
+static const char *const secrets[] = { SECRET_HOOK, SECRET_TOKEN, SECRET_CHAT, SECRET_HMAC,
+				       SECRET_OTHER };
+
+static void assert_no_secret(const char *text)
+{
+	for (size_t i = 0; i < KL_ARRAY_LEN(secrets); i++)
+		if (strstr(text, secrets[i]))
+			fail_msg("a secret (%s) was printed: %s", secrets[i], text);
+}
+
+/* A heap string, printf-style. */
+static char *strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *strf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	assert_true(n >= 0);
+	char *p = malloc((size_t)n + 1);
+	assert_non_null(p);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+static void load_text(struct fx *f)
+{
+	f->rc = load(f, f->text, &f->loaded);
+}
+
+static void assert_notify(const struct notify_spec *n, int64_t wait, int64_t interval,
+			  int64_t repeat, bool resolved)
+{
+	assert_int_equal(n->group_wait_us, wait);
+	assert_int_equal(n->group_interval_us, interval);
+	assert_int_equal(n->repeat_interval_us, repeat);
+	assert_int_equal(n->send_resolved, resolved);
+}
+
+#define S(x) ((int64_t)(x) * 1000000)
+
+static const char notify_config[] =
+	"state_dir: /tmp/klaxon-state\n"
+	"external_url: https://klaxon.example:9731/\n"
+	"sinks:\n"
+	"  - {name: console, type: stdout}\n"
+	"  - name: oncall\n"
+	"    type: webhook\n"
+	"    url: '${KL_TEST_HOOK}'\n"
+	"    secret_file: %s/hmac\n"
+	"    timeout: 2500ms\n"
+	"  - name: am\n"
+	"    type: alertmanager\n"
+	"    url: http://alertmanager:9093\n"
+	"    tls_verify: true\n"
+	"  - name: chat\n"
+	"    type: slack\n"
+	"    url_file: %s/chat_url\n"
+	"    tls_verify: false\n"
+	"  - {name: disc, type: discord, url: 'https://discord.example/api/webhooks/1/${KL_TEST_TOKEN}'}\n"
+	"  - {name: msteams, type: teams, url: 'HTTPS://teams.example/hook', timeout: 1m}\n"
+	"routes:\n"
+	"  - match: {severity: page}\n"
+	"    sinks: [oncall, chat]\n"
+	"    continue: true\n"
+	"    group_wait: 0s\n"
+	"    repeat_interval: 1h\n"
+	"  - match: {severity: page, team: '${KL_TEST_TEAM}'}\n"
+	"    sinks: am\n"
+	"    send_resolved: false\n"
+	"  - sinks: [chat, disc, msteams]\n"
+	"    group_interval: 1m\n"
+	"notify: {group_wait: 10s, repeat_interval: 2h}\n" /* after routes: still inherited */
+	"inhibit:\n"
+	"  - source_match: {alertname: Down}\n"
+	"    target_match: {severity: warning}\n"
+	"    equal: [source, instance]\n"
+	"  - {source_match: {a: b}, target_match: {c: d}}\n";
+
+static void test_notify_full(void **state)
+{
+	struct fx *f = *state;
+
+	setenv("KL_TEST_HOOK", "https://hooks.example/T0/" SECRET_HOOK, 1);
+	setenv("KL_TEST_TOKEN", SECRET_TOKEN, 1);
+	setenv("KL_TEST_TEAM", "db", 1);
+	/* a secret is the file's first line, its line end and trailing blanks cut */
+	write_file(f->dir, "hmac", SECRET_HMAC "\nsecond line, ignored\n");
+	write_file(f->dir, "chat_url", "https://chat.example/services/" SECRET_CHAT " \r\n");
+	char *text = strf(notify_config, f->dir, f->dir);
+	f->text = text;
+	char *err = capture_stderr(load_text, f);
+	assert_string_equal(f->out, "");
+	assert_string_equal(err, "klaxon: warning: config: sink 'chat': tls_verify is false: the "
+				 "receiver's TLS certificate is not checked\n");
+	assert_no_secret(err);
+	free(err);
+	free(text);
+	assert_int_equal(f->rc, 0);
+	struct config *c = f->loaded;
+	assert_non_null(c);
+
+	assert_string_equal(c->external_url, "https://klaxon.example:9731/");
+	assert_notify(&c->notify, S(10), S(300), S(7200), true);
+
+	assert_int_equal(c->nsinks, 6);
+	const struct config_sink *s = c->sinks;
+	assert_int_equal(s[0].type, SINK_STDOUT);
+	assert_null(s[0].url);
+
+	assert_string_equal(s[1].name, "oncall");
+	assert_int_equal(s[1].type, SINK_WEBHOOK);
+	assert_string_equal(s[1].url, "https://hooks.example/T0/" SECRET_HOOK);
+	assert_string_equal(s[1].secret, SECRET_HMAC);
+	assert_false(s[1].tls_insecure);
+	assert_int_equal(s[1].timeout_us, 2500000);
+	assert_null(s[1].path);
+	assert_int_equal(s[1].line, 5);
+	assert_int_equal(s[1].col, 5);
+
+	assert_int_equal(s[2].type, SINK_ALERTMANAGER);
+	assert_string_equal(s[2].url, "http://alertmanager:9093");
+	assert_null(s[2].secret);
+	assert_false(s[2].tls_insecure);
+	assert_int_equal(s[2].timeout_us, S(10)); /* the default */
+
+	assert_int_equal(s[3].type, SINK_SLACK);
+	assert_string_equal(s[3].url, "https://chat.example/services/" SECRET_CHAT);
+	assert_true(s[3].tls_insecure);
+
+	assert_int_equal(s[4].type, SINK_DISCORD);
+	assert_string_equal(s[4].url, "https://discord.example/api/webhooks/1/" SECRET_TOKEN);
+
+	assert_int_equal(s[5].type, SINK_TEAMS);
+	assert_string_equal(s[5].url, "HTTPS://teams.example/hook");
+	assert_int_equal(s[5].timeout_us, S(60));
+
+	/* routes: the global notify with each route's overrides */
+	assert_int_equal(c->nroutes, 3);
+	const struct config_route *r = c->routes;
+	assert_int_equal(r[0].nmatch, 1);
+	assert_string_equal(r[0].match[0].name, "severity");
+	assert_string_equal(r[0].match[0].value, "page");
+	assert_int_equal(r[0].nsinks, 2);
+	assert_string_equal(r[0].sinks[0], "oncall");
+	assert_string_equal(r[0].sinks[1], "chat");
+	assert_true(r[0].cont);
+	assert_notify(&r[0].notify, 0, S(300), S(3600), true);
+	assert_int_equal(r[0].line, 21);
+	assert_int_equal(r[0].col, 5);
+
+	assert_int_equal(r[1].nmatch, 2);
+	assert_string_equal(r[1].match[1].name, "team");
+	assert_string_equal(r[1].match[1].value, "db"); /* ${VAR} in a value */
+	assert_int_equal(r[1].nsinks, 1);		 /* one name, not a list */
+	assert_string_equal(r[1].sinks[0], "am");
+	assert_false(r[1].cont);
+	assert_notify(&r[1].notify, S(10), S(300), S(7200), false);
+
+	assert_int_equal(r[2].nmatch, 0);
+	assert_int_equal(r[2].nsinks, 3);
+	assert_string_equal(r[2].sinks[2], "msteams");
+	assert_notify(&r[2].notify, S(10), S(60), S(7200), true);
+
+	assert_int_equal(c->ninhibits, 2);
+	const struct config_inhibit *in = c->inhibits;
+	assert_int_equal(in[0].nsource, 1);
+	assert_string_equal(in[0].source_match[0].name, "alertname");
+	assert_string_equal(in[0].source_match[0].value, "Down");
+	assert_int_equal(in[0].ntarget, 1);
+	assert_string_equal(in[0].target_match[0].value, "warning");
+	assert_int_equal(in[0].nequal, 2);
+	assert_string_equal(in[0].equal[0], "source");
+	assert_string_equal(in[0].equal[1], "instance");
+	assert_int_equal(in[1].nequal, 0);
+	assert_string_equal(in[1].target_match[0].name, "c");
+
+	/* the sinks stage's view points into the config */
+	const struct sinks_spec *sp = &c->sinks_spec;
+	assert_ptr_equal(sp->state_dir, c->state_dir);
+	assert_ptr_equal(sp->external_url, c->external_url);
+	assert_int_equal(sp->spool_max_bytes, 0);
+	assert_int_equal(sp->nsinks, 6);
+	for (size_t i = 0; i < sp->nsinks; i++) {
+		const struct sink_spec *ss = &sp->sinks[i];
+		assert_ptr_equal(ss->name, s[i].name);
+		assert_int_equal(ss->kind, s[i].type);
+		assert_ptr_equal(ss->path, s[i].path);
+		assert_int_equal(ss->events, s[i].events);
+		assert_ptr_equal(ss->url, s[i].url);
+		assert_ptr_equal(ss->secret, s[i].secret);
+		assert_int_equal(ss->tls_insecure, s[i].tls_insecure);
+		assert_int_equal(ss->timeout_us, s[i].timeout_us);
+	}
+	assert_string_equal(sp->sinks[1].secret, SECRET_HMAC);
+	assert_true(sp->sinks[3].tls_insecure);
+	assert_int_equal(sp->nroutes, 3);
+	for (size_t i = 0; i < sp->nroutes; i++) {
+		const struct route_spec *rs = &sp->routes[i];
+		assert_ptr_equal(rs->match, r[i].match);
+		assert_int_equal(rs->nmatch, r[i].nmatch);
+		assert_ptr_equal(rs->sinks, r[i].sinks);
+		assert_int_equal(rs->nsinks, r[i].nsinks);
+		assert_int_equal(rs->cont, r[i].cont);
+		assert_memory_equal(&rs->notify, &r[i].notify, sizeof rs->notify);
+	}
+	assert_string_equal(sp->routes[0].sinks[1], "chat");
+	assert_notify(&sp->notify, S(10), S(300), S(7200), true);
+	assert_int_equal(sp->ninhibits, 2);
+	assert_ptr_equal(sp->inhibits[0].source_match, in[0].source_match);
+	assert_int_equal(sp->inhibits[0].nsource, 1);
+	assert_ptr_equal(sp->inhibits[0].target_match, in[0].target_match);
+	assert_int_equal(sp->inhibits[0].ntarget, 1);
+	assert_ptr_equal(sp->inhibits[0].equal, in[0].equal);
+	assert_int_equal(sp->inhibits[0].nequal, 2);
+	assert_string_equal(sp->inhibits[1].source_match[0].value, "b");
+
+	config_free(c);
+	f->loaded = NULL;
+	unsetenv("KL_TEST_HOOK");
+	unsetenv("KL_TEST_TOKEN");
+	unsetenv("KL_TEST_TEAM");
+}
+
+static void test_notify_defaults(void **state)
+{
+	struct fx *f = *state;
+	struct config *c;
+
+	/* Alertmanager's defaults; a route without overrides takes them */
+	expect_ok(f,
+		  "sinks: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/x'}]\n"
+		  "routes: [{sinks: [hook]}]\n",
+		  &c);
+	assert_notify(&c->notify, S(30), S(300), S(4 * 3600), true);
+	assert_notify(&c->routes[0].notify, S(30), S(300), S(4 * 3600), true);
+	assert_false(c->routes[0].cont);
+	assert_null(c->sinks[0].secret);
+	assert_false(c->sinks[0].tls_insecure);
+	assert_int_equal(c->sinks[0].timeout_us, S(10));
+	assert_null(c->external_url);
+	assert_null(c->sinks_spec.external_url);
+	assert_int_equal(c->ninhibits, 0);
+	assert_int_equal(c->sinks_spec.ninhibits, 0);
+	config_free(c);
+
+	/* no routes, no notify: empty values and empty lists keep the defaults */
+	expect_ok(f, "routes: []\ninhibit:\nnotify:\n", &c);
+	assert_int_equal(c->nroutes, 0);
+	assert_int_equal(c->sinks_spec.nroutes, 0);
+	assert_notify(&c->sinks_spec.notify, S(30), S(300), S(4 * 3600), true);
+	assert_int_equal(c->sinks_spec.nsinks, 1); /* the default stdout sink */
+	assert_int_equal(c->sinks_spec.sinks[0].kind, SINK_STDOUT);
+	config_free(c);
+
+	/* group_wait may be 0; yes/no are booleans too */
+	expect_ok(f,
+		  "notify: {group_wait: 0s, send_resolved: no}\n"
+		  "sinks: [{name: hook, type: webhook, url: 'http://127.0.0.1:9/x'}]\n"
+		  "routes: [{sinks: hook, continue: yes, send_resolved: yes}]\n",
+		  &c);
+	assert_notify(&c->notify, 0, S(300), S(4 * 3600), false);
+	assert_notify(&c->routes[0].notify, 0, S(300), S(4 * 3600), true);
+	assert_true(c->routes[0].cont);
+	config_free(c);
+}
+
+/* A notifying sink named chat, for the route tests. */
+#define CHAT_SINK "  - {name: chat, type: slack, url: 'https://chat.example/x'}\n"
+
+/* expect_errors, then no secret in what was reported */
+static void expect_errors_ns(struct fx *f, const char *text, const char *want)
+{
+	expect_errors(f, text, want);
+	assert_no_secret(f->out);
+}
+
+static void notify_errors(struct fx *f)
+{
+	/* routes name notifying sinks that exist */
+	expect_errors_ns(f,
+			 "sinks:\n" CHAT_SINK
+			 "routes:\n"
+			 "  - {sinks: [chat, pager]}\n",
+			 "4:20: route 1 names sink 'pager', which is not defined under 'sinks'; "
+			 "notifying sinks: chat\n");
+	expect_errors_ns(f, "routes:\n  - {sinks: pager}\n",
+			 "2:13: route 1 names sink 'pager', which is not defined under 'sinks'; no "
+			 "notifying sink is defined\n");
+	expect_errors_ns(f,
+			 "sinks:\n"
+			 "  - {name: console, type: stdout}\n"
+			 "  - {name: log, type: jsonl, path: /x.jsonl}\n" CHAT_SINK
+			 "routes:\n"
+			 "  - sinks: [chat, console]\n"
+			 "  - {match: {a: b}, sinks: [log]}\n",
+			 "6:19: route 1 names sink 'console', a stdout sink; routes choose among "
+			 "notifying sinks (stdout and jsonl record every transition)\n"
+			 "7:29: route 2 names sink 'log', a jsonl sink; routes choose among notifying "
+			 "sinks (stdout and jsonl record every transition)\n");
+	/* a route needs sinks */
+	expect_errors_ns(f,
+			 "routes:\n"
+			 "  - {match: {a: b}}\n"
+			 "  - {sinks: []}\n"
+			 "  - {sinks: {a: b}}\n"
+			 "  - sinks:\n"
+			 "  - chat\n"
+			 "  - {sinks: [[chat]]}\n",
+			 "2:5: route 1 is missing 'sinks' (the notifying sinks it sends to)\n"
+			 "3:13: route 2 has no sinks; name at least one notifying sink\n"
+			 "4:13: expected a name or a list of names for 'sinks', found a mapping\n"
+			 "5:11: expected a name or a list of names for 'sinks', found an empty "
+			 "value\n"
+			 "6:5: expected a mapping for each entry of 'routes', found a scalar\n"
+			 "7:14: expected a name for 'sinks', found a list\n");
+	expect_errors_ns(f, "routes: {sinks: [chat]}\n",
+			 "1:9: expected a list for 'routes', found a mapping\n");
+	/* bad durations and booleans, in notify, a route and a sink */
+	expect_errors_ns(f,
+			 "notify: {group_wait: soon, group_interval: 0s, send_resolved: maybe}\n"
+			 "routes:\n"
+			 "  - {sinks: [chat], repeat_interval: 0, continue: 1, group_interval: -5m}\n"
+			 "sinks:\n"
+			 "  - {name: chat, type: slack, url: 'https://c.example/x', tls_verify: nope, "
+			 "timeout: 0s}\n",
+			 "1:22: invalid duration 'soon' for 'group_wait'; expected a number with a "
+			 "unit: us, ms, s, m, h, d, w (e.g. 30s, 5m, 4h)\n"
+			 "1:44: 'group_interval' must be more than 0\n"
+			 "1:63: invalid value 'maybe' for 'send_resolved'; expected true or false\n"
+			 "3:38: 'repeat_interval' must be more than 0\n"
+			 "3:51: invalid value '1' for 'continue'; expected true or false\n"
+			 "3:70: invalid duration '-5m' for 'group_interval'; expected a number with a "
+			 "unit: us, ms, s, m, h, d, w (e.g. 30s, 5m, 4h)\n"
+			 "5:71: invalid value 'nope' for 'tls_verify'; expected true or false\n"
+			 "5:86: 'timeout' must be more than 0\n");
+	expect_errors_ns(f, "notify: {repeat_interval: [1h]}\n",
+			 "1:27: expected a duration for 'repeat_interval', found a list\n");
+	expect_errors_ns(f, "notify: [group_wait]\n",
+			 "1:9: expected a mapping for 'notify', found a list\n");
+	/* notify after routes: inherited, and its problem reported once */
+	expect_errors_ns(f,
+			 "routes:\n"
+			 "  - {sinks: [chat]}\n"
+			 "  - {sinks: [chat]}\n"
+			 "sinks:\n" CHAT_SINK
+			 "notify: {repeat_interval: often}\n",
+			 "6:27: invalid duration 'often' for 'repeat_interval'; expected a number "
+			 "with a unit: us, ms, s, m, h, d, w (e.g. 30s, 5m, 4h)\n");
+	/* unknown keys */
+	expect_errors_ns(f,
+			 "notify: {group_wiat: 1s}\n"
+			 "routes:\n"
+			 "  - {sinks: [chat], reciever: chat}\n"
+			 "inhibit:\n"
+			 "  - {source_match: {a: b}, target_match: {c: d}, equals: [x]}\n"
+			 "sinks:\n" CHAT_SINK,
+			 "1:10: unknown key 'group_wiat' in 'notify'; expected one of: group_wait, "
+			 "group_interval, repeat_interval, send_resolved\n"
+			 "3:21: unknown key 'reciever' in route 1; expected one of: match, sinks, "
+			 "continue, group_wait, group_interval, repeat_interval, send_resolved\n"
+			 "5:50: unknown key 'equals' in inhibit rule 1; expected one of: "
+			 "source_match, target_match, equal\n");
+	/* inhibit rules */
+	expect_errors_ns(f,
+			 "inhibit:\n"
+			 "  - {target_match: {severity: warning}, equal: [source]}\n"
+			 "  - {source_match: {}, target_match: {a: [b]}}\n"
+			 "  - x\n"
+			 "  - {source_match: x, target_match: {c: d}}\n"
+			 "  - {source_match: {c: d}}\n",
+			 "2:5: inhibit rule 1 is missing 'source_match' (the labels of the alert that "
+			 "mutes)\n"
+			 "3:42: expected a label value for 'a', found a list\n"
+			 "3:20: 'source_match' of inhibit rule 2 is empty; name at least one label\n"
+			 "4:5: expected a mapping for each entry of 'inhibit', found a scalar\n"
+			 "5:20: expected a mapping for 'source_match', found a scalar\n"
+			 "6:5: inhibit rule 5 is missing 'target_match' (the labels of the alerts it "
+			 "mutes)\n");
+	expect_errors_ns(f, "inhibit: x\n", "1:10: expected a list for 'inhibit', found a scalar\n");
+	expect_errors_ns(f,
+			 "sinks:\n" CHAT_SINK
+			 "routes:\n"
+			 "  - {match: [severity], sinks: [chat]}\n"
+			 "  - {match: {severity: }, sinks: [chat]}\n",
+			 "4:13: expected a mapping for 'match', found a list\n"
+			 "5:24: expected a label value for 'severity', found an empty value\n");
+	/* external_url is not a secret: shown */
+	expect_errors_ns(f, "external_url: klaxon.example\n",
+			 "1:15: invalid URL 'klaxon.example' for 'external_url': it must start with "
+			 "http:// or https://\n");
+	expect_errors_ns(f, "external_url: [a]\n",
+			 "1:15: expected a URL for 'external_url', found a list\n");
+}
+
+static void test_notify_errors(void **state)
+{
+	struct fx *f = *state;
+	char *err = capture_stderr(notify_errors, f);
+	assert_string_equal(err, "");
+	free(err);
+}
+
+static void notifier_errors(struct fx *f)
+{
+	/* url and url_file both: neither is read */
+	expect_errors_ns(f,
+			 "sinks:\n"
+			 "  - name: chat\n"
+			 "    type: slack\n"
+			 "    url: 'https://c.example/x'\n"
+			 "    url_file: missing_url\n",
+			 "5:15: sink 'chat' has both 'url' and 'url_file'; keep one\n");
+	/* a URL that is not http(s): never shown, wherever it came from */
+	setenv("KL_TEST_BADURL", "gopher://h.example/" SECRET_OTHER, 1);
+	write_file(f->dir, "ftp_url", "ftp://files.example/" SECRET_CHAT "\n");
+	char *text = strf("sinks:\n"
+			  "  - {name: a, type: webhook, url: 'ftp://files.example/" SECRET_HOOK "'}\n"
+			  "  - {name: b, type: teams, url: '${KL_TEST_BADURL}'}\n"
+			  "  - {name: c, type: discord, url: 'https:///" SECRET_TOKEN "'}\n"
+			  "  - {name: d, type: slack, url: \"https://h.example/" SECRET_HMAC " x\"}\n"
+			  "  - name: e\n"
+			  "    type: webhook\n"
+			  "    url_file: %s/ftp_url\n"
+			  "  - {name: f, type: webhook, url: '${KL_TEST_UNSET}'}\n",
+			  f->dir);
+	unsetenv("KL_TEST_UNSET");
+	expect_errors_ns(f, text,
+			 "2:35: sink 'a': the URL must start with http:// or https:// (not shown: a "
+			 "URL may hold a secret)\n"
+			 "3:33: sink 'b': the URL must start with http:// or https:// (not shown: a "
+			 "URL may hold a secret)\n"
+			 "4:35: sink 'c': the URL has no host after the scheme (not shown: a URL may "
+			 "hold a secret)\n"
+			 "5:33: sink 'd': the URL contains a space or a control character (not shown: "
+			 "a URL may hold a secret)\n"
+			 "8:15: sink 'e': the URL must start with http:// or https:// (not shown: a "
+			 "URL may hold a secret)\n"
+			 "9:35: environment variable 'KL_TEST_UNSET' is not set\n");
+	assert_null(strstr(f->out, "ftp:"));
+	assert_null(strstr(f->out, "gopher"));
+	assert_null(strstr(f->out, "files.example"));
+	free(text);
+	unsetenv("KL_TEST_BADURL");
+
+	/* secret files: the message names the file, never what it holds */
+	write_file(f->dir, "empty", "\n");
+	write_file(f->dir, "blank_first", " \t\r\n" SECRET_OTHER "\n");
+	char *nul = join_path(f->dir, "nul");
+	assert_int_equal(kl_write_file_atomic(nul, SECRET_HMAC "\0x\n", sizeof SECRET_HMAC + 2), 0);
+	free(nul);
+	text = strf("sinks:\n"
+		    "  - name: a\n"
+		    "    type: webhook\n"
+		    "    url: https://h.example/x\n"
+		    "    secret_file: %s/missing\n"
+		    "  - name: b\n"
+		    "    type: webhook\n"
+		    "    url: https://h.example/y\n"
+		    "    secret_file: %s/empty\n"
+		    "  - name: c\n"
+		    "    type: slack\n"
+		    "    url_file: %s/blank_first\n"
+		    "  - name: d\n"
+		    "    type: alertmanager\n"
+		    "    url: https://h.example/z\n"
+		    "    secret_file: %s/nul\n"
+		    "  - name: e\n"
+		    "    type: webhook\n"
+		    "    url: https://h.example/z\n"
+		    "    secret_file: [a]\n"
+		    "  - name: f\n"
+		    "    type: webhook\n"
+		    "    url: https://h.example/z\n"
+		    "    secret_file: %s\n",
+		    f->dir, f->dir, f->dir, f->dir, f->dir);
+	char *want = strf("5:18: cannot read the secret for 'secret_file' from '%s/missing': No "
+			  "such file or directory\n"
+			  "9:18: the file '%s/empty' for 'secret_file' holds no usable secret: its "
+			  "first line is empty\n"
+			  "12:15: the file '%s/blank_first' for 'url_file' holds no usable secret: "
+			  "its first line is empty\n"
+			  "16:18: the file '%s/nul' for 'secret_file' holds no usable secret: its "
+			  "first line contains a NUL byte\n"
+			  "20:18: expected a file path for 'secret_file', found a list\n"
+			  "24:18: cannot read the secret for 'secret_file' from '%s': Is a "
+			  "directory\n",
+			  f->dir, f->dir, f->dir, f->dir, f->dir);
+	expect_errors_ns(f, text, want);
+	free(text);
+	free(want);
+
+	/* keys of the other family */
+	expect_errors_ns(f,
+			 "sinks:\n"
+			 "  - {name: h, type: webhook, url: 'https://h.example/x', path: /x.jsonl, "
+			 "what: events}\n"
+			 "  - {name: o, type: stdout, url: 'https://h.example/" SECRET_HOOK
+			 "', secret_file: missing, tls_verify: false, timeout: 1s}\n"
+			 "  - {name: j, type: jsonl, path: /j.jsonl, url_file: u}\n",
+			 "2:64: 'path' is used only by jsonl sinks\n"
+			 "2:80: 'what' is used only by jsonl sinks\n"
+			 "3:34: 'url' is used only by notifying sinks (webhook, alertmanager, slack, "
+			 "discord, teams)\n"
+			 "3:85: 'secret_file' is used only by notifying sinks (webhook, "
+			 "alertmanager, slack, discord, teams)\n"
+			 "3:106: 'tls_verify' is used only by notifying sinks (webhook, "
+			 "alertmanager, slack, discord, teams)\n"
+			 "3:122: 'timeout' is used only by notifying sinks (webhook, alertmanager, "
+			 "slack, discord, teams)\n"
+			 "4:54: 'url_file' is used only by notifying sinks (webhook, alertmanager, "
+			 "slack, discord, teams)\n");
+	/* a sink that failed is not blamed again by the routes naming it */
+	expect_errors_ns(f,
+			 "sinks:\n"
+			 "  - {name: chat, type: slak, url: 'https://c.example/x'}\n"
+			 "  - {name: hook, type: webhook, url: 'ftp://x'}\n"
+			 "  - {name: bad, type: '${KL_TEST_UNSET}'}\n"
+			 "routes:\n"
+			 "  - {sinks: [chat, hook, bad]}\n",
+			 "2:24: unknown sink type 'slak'; available: stdout, jsonl, webhook, "
+			 "alertmanager, slack, discord, teams\n"
+			 "3:38: sink 'hook': the URL must start with http:// or https:// (not shown: "
+			 "a URL may hold a secret)\n"
+			 "4:23: environment variable 'KL_TEST_UNSET' is not set\n");
+}
+
+static void test_notifier_errors(void **state)
+{
+	struct fx *f = *state;
+	char *err = capture_stderr(notifier_errors, f);
+	/* a stdout sink's tls_verify is refused, not warned about */
+	assert_string_equal(err, "");
+	assert_no_secret(err);
+	free(err);
 }
 
 static void test_find(void **state)
@@ -744,6 +1323,10 @@ int main(void)
 		T(test_multiline_warns),
 		T(test_parser_errors),
 		T(test_sink_errors),
+		T(test_notify_full),
+		T(test_notify_defaults),
+		T(test_notify_errors),
+		T(test_notifier_errors),
 		T(test_find),
 		T(test_load_mem),
 	};
