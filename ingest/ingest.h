@@ -61,6 +61,51 @@ int ingest_lines_feed(struct ingest_lines *s, const char *data, size_t len, inge
 void ingest_lines_flush(struct ingest_lines *s, ingest_line_fn fn, void *ctx);
 
 /* ---------------------------------------------------------------------------
+ * Multi-line records. Lines go in, records come out: a record is one or more
+ * lines joined with '\n' (no trailing newline). With `start`, a line matching
+ * it begins a record and other lines append to the current one; with
+ * `continuation`, a line matching it appends to the current record and other
+ * lines begin one. A record is cut at max_lines / max_bytes (the rest of its
+ * lines are dropped and counted). The pending record is handed out when the
+ * next record begins, on ingest_multiline_flush (end of input, or its
+ * deadline passed: no line for timeout), never held forever.
+ */
+struct ingest_multiline;
+
+struct ingest_multiline_opts {
+	const char *start;	  /* PCRE2 regex, or NULL */
+	const char *continuation; /* PCRE2 regex, or NULL; exactly one of the two */
+	int64_t timeout_us;	  /* 0: 500 ms */
+	size_t max_lines;	  /* 0: 500 */
+	size_t max_bytes;	  /* 0: 1 MiB */
+};
+
+/* A record: valid until the next record is handed out by the same assembler
+ * (records are double-buffered, so replay can hold one while reading on).
+ * first_read_us is the read time of its first line. */
+typedef void (*ingest_record_fn)(void *ctx, const char *rec, size_t len, int64_t first_read_us);
+
+/* NULL with a message ("start: missing ) at offset 4") on a bad regex. */
+struct ingest_multiline *ingest_multiline_new(const struct ingest_multiline_opts *o, char *err,
+					      size_t errlen);
+void ingest_multiline_free(struct ingest_multiline *m); /* accepts NULL */
+void ingest_multiline_feed(struct ingest_multiline *m, const char *line, size_t len, int64_t read_us,
+			   ingest_record_fn fn, void *ctx);
+/* Hand out the pending record, if any. */
+void ingest_multiline_flush(struct ingest_multiline *m, ingest_record_fn fn, void *ctx);
+/* When the pending record's timeout expires (read time of its last line +
+ * timeout), or INT64_MAX when nothing is pending. */
+int64_t ingest_multiline_deadline(const struct ingest_multiline *m);
+
+struct ingest_multiline_stats {
+	uint64_t records;
+	uint64_t lines;
+	uint64_t cut_lines; /* lines dropped past max_lines / max_bytes */
+	uint64_t cut_records;
+};
+const struct ingest_multiline_stats *ingest_multiline_stats(const struct ingest_multiline *m);
+
+/* ---------------------------------------------------------------------------
  * Whole-file reader, plain or gzip (detected by content, not by name).
  */
 struct ingest_reader;

@@ -77,6 +77,9 @@ struct parser_spec {
 	const char *time_field;	 /* NULL: the event time is the read time */
 	const char *time_format; /* strptime-like ("%d/%b/%Y:%H:%M:%S %z"), or
 				  * NULL / "iso8601" for ISO 8601 / RFC 3339 */
+	/* Options of built-in formats (NULL: the format's default). */
+	const char *log_line_prefix; /* postgres: PostgreSQL's log_line_prefix */
+	const char *format;	     /* django: the Python logging format string */
 };
 
 /*
@@ -88,6 +91,19 @@ struct parser_spec {
  */
 struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errlen, int *erroff);
 void parser_free(struct parser *p);
+/*
+ * The record rule a format brings for multi-line records (a Python traceback,
+ * PostgreSQL's TAB-continued lines and DETAIL/HINT/CONTEXT/STATEMENT lines):
+ * a PCRE2 regex that a line starting a record matches (start), or that a line
+ * continuing the previous record matches (continuation). Returns false when
+ * the format's records are single lines. The strings live as long as p.
+ */
+struct parser_multiline {
+	const char *start;
+	const char *continuation;
+};
+bool parser_default_multiline(const struct parser *p, struct parser_multiline *out);
+
 /* True if name is a built-in format accepted as parser_spec.type. */
 bool parser_builtin_exists(const char *name);
 /* NULL-terminated list of built-in format names, for messages. */
@@ -97,7 +113,13 @@ const char *parser_name(const struct parser *p);
 unsigned parser_field_count(const struct parser *p);
 const char *parser_field_name(const struct parser *p, unsigned idx);
 enum parser_type parser_field_type(const struct parser *p, unsigned idx);
-/* Index of a field by name, or -1. */
+/*
+ * Index of a field by name, or -1. For the json and postgres_json formats any
+ * key path ("a.b" for nested objects) is a field: the first lookup of a name
+ * registers it (up to PARSER_MAX_FIELDS), and parsing extracts only the
+ * registered ones. This registry is the one mutable part of a parser, done at
+ * load time by the rules; parsing never changes it.
+ */
 int parser_field_index(const struct parser *p, const char *name, size_t len);
 
 void parser_event_init(struct parser_event *ev, const struct parser *p);
