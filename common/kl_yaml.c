@@ -634,6 +634,8 @@ static void pos_next_col(struct pos *at)
 /* Step over one character or line break. */
 static void rs_adv(struct rscan *s)
 {
+	if (s->p >= s->end)
+		return;
 	size_t b = brk_len(s->p, s->end);
 	if (b) {
 		s->p += b;
@@ -936,7 +938,9 @@ static void rs_block(struct rscan *s, bool literal)
 	s->after = s->at;
 
 	int indent = 0;
-	if (increment)
+	if (increment && s->n->src_indent > INT32_MAX - 10)
+		s->bad = true;
+	else if (increment)
 		indent = s->n->src_indent >= 0 ? s->n->src_indent + increment : increment;
 	struct rbreak lead = { NULL, { 0, 0 } }, trail;
 	size_t ntrail;

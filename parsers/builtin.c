@@ -1,7 +1,19 @@
 /*
- * builtin.c — the built-in formats: a fixed regex, fixed types, a fixed time
- * field. Their names and field names are part of the user's contract
- * (DESIGN.md, "Built-in parsers and their fields").
+ * builtin.c — the built-in formats. Their names and field names are part of
+ * the user's contract (DESIGN.md, "Built-in parsers and their fields", and
+ * the formats' issue). Three shapes:
+ * - a fixed regex, fixed types, a fixed time field: nginx_combined,
+ *   nginx_timed, gunicorn_access;
+ * - a regex derived once from an option, plus a post hook: django (from the
+ *   Python logging format, django.c), postgres (from log_line_prefix,
+ *   postgres.c);
+ * - no regex: json and postgres_json (json.c's scanner).
+ *
+ * gunicorn_access is gunicorn's default access_log_format,
+ *   %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
+ * which writes what nginx's combined format writes ('l' is always "-", 't' is
+ * "[14/Nov/2023:22:13:20 +0000]"), except that gunicorn escapes only '"' (as
+ * \"), not backslashes or control bytes: the nginx regex reads that too.
  *
  * nginx writes its access log with escape=default: '"', '\' and bytes below
  * 0x20 or above 0x7e become "\xHH", so a quoted field never holds a bare '"'.
@@ -62,6 +74,39 @@ static const char *const nginx_dash_absent[] = { "remote_user", NULL };
 
 static const struct parser_builtin builtins[] = {
 	{
+		.name = "gunicorn_access",
+		.regex = NGINX_COMBINED,
+		.types = nginx_combined_types,
+		.ntypes = KL_ARRAY_LEN(nginx_combined_types),
+		.time_field = "time",
+		.time_format = "%d/%b/%Y:%H:%M:%S %z",
+		.dash_absent = nginx_dash_absent,
+	},
+	{
+		.name = "django",
+		.derive = django_derive,
+		.setup = django_setup,
+		.post = django_post,
+		.options_format = true,
+		.options_time_format = true,
+	},
+	{
+		.name = "postgres",
+		.derive = pg_derive,
+		.setup = pg_setup,
+		.post = pg_post,
+		.destroy = pg_free,
+		.options_log_line_prefix = true,
+	},
+	{
+		.name = "json",
+		.kind = PK_JSON,
+	},
+	{
+		.name = "postgres_json",
+		.kind = PK_JSON,
+	},
+	{
 		.name = "nginx_combined",
 		.regex = NGINX_COMBINED,
 		.types = nginx_combined_types,
@@ -81,7 +126,9 @@ static const struct parser_builtin builtins[] = {
 	},
 };
 
-static const char *const builtin_names[] = { "nginx_combined", "nginx_timed", NULL };
+static const char *const builtin_names[] = { "nginx_combined", "nginx_timed", "gunicorn_access",
+					      "django", "postgres", "json", "postgres_json",
+					      NULL };
 
 const struct parser_builtin *parser_builtin_find(const char *name)
 {

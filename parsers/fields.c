@@ -50,12 +50,14 @@ static int int_number(const char *s, size_t n, double *out)
 	return 0;
 }
 
-static const double pow10_exact[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
-				      1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+static const double pow10_exact[] = { 1e0,  1e1,  1e2,  1e3,	1e4,  1e5,  1e6,  1e7,
+				      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+				      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
 
-/* "[-+]digits[.digits]" with at most 15 digits: exact, or 1 to say "not that
- * shape" (the caller decides what it is). */
-static int decimal_fast(const char *s, size_t n, double *out)
+/* "[-+]digits[.digits]" with at most 15 digits, divided by 10^scale (3 for
+ * milliseconds to seconds: "878.690" → 0.87869 with one rounding, not two):
+ * exact, or 1 to say "not that shape" (the caller decides what it is). */
+static int decimal_fast(const char *s, size_t n, unsigned scale, double *out)
 {
 	size_t i = 0;
 	bool neg = false;
@@ -75,15 +77,15 @@ static int decimal_fast(const char *s, size_t n, double *out)
 	if (i != n || nd == 0 || nd > 15)
 		return 1;
 	double v = (double)m;
-	if (frac)
-		v /= pow10_exact[frac];
+	if (frac + scale)
+		v /= pow10_exact[frac + scale];
 	*out = neg ? -v : v;
 	return 0;
 }
 
 static int decimal_number(const char *s, size_t n, double *out)
 {
-	if (decimal_fast(s, n, out) == 0)
+	if (decimal_fast(s, n, 0, out) == 0)
 		return 0;
 	/* exponent, long mantissa, or junk: the careful path decides */
 	double v;
@@ -110,8 +112,9 @@ int parser_text_number(enum parser_type t, const char *s, size_t n, double *out)
 		return -ENOENT;
 	/* the common case, one plain number ("503", "0.412"), without the list
 	 * scanner; anything else takes the general path below */
-	if (t == PARSER_T_INT ? int_number(s, n, &v) == 0 : decimal_fast(s, n, &v) == 0) {
-		*out = t == PARSER_T_MS ? v / 1000 : v;
+	if (t == PARSER_T_INT ? int_number(s, n, &v) == 0
+			      : decimal_fast(s, n, t == PARSER_T_MS ? 3 : 0, &v) == 0) {
+		*out = v;
 		return 0;
 	}
 	for (;;) {
@@ -157,7 +160,7 @@ int parser_event_number(struct parser_event *ev, unsigned idx, double *out)
 	double v;
 	int rc;
 
-	if (!p || idx >= p->nfields)
+	if (!p || idx >= p->fields->n)
 		return -EINVAL;
 	bit = 1ull << idx;
 	if (ev->num_tried & bit) {
@@ -169,7 +172,8 @@ int parser_event_number(struct parser_event *ev, unsigned idx, double *out)
 	if (!ev->raw[idx].p)
 		rc = -ENOENT;
 	else
-		rc = parser_text_number(p->field_type[idx], ev->raw[idx].p, ev->raw[idx].len, &v);
+		rc = parser_text_number(p->fields->type[idx], ev->raw[idx].p, ev->raw[idx].len,
+					&v);
 	ev->num_tried |= bit;
 	if (rc < 0) {
 		ev->num[idx] = rc;
@@ -179,6 +183,16 @@ int parser_event_number(struct parser_event *ev, unsigned idx, double *out)
 	ev->num[idx] = v;
 	*out = v;
 	return 0;
+}
+
+/* A JSON literal that any reader accepts: true, false, or a number within
+ * double's range. */
+static bool literal_ok(const struct kl_str *raw)
+{
+	double v;
+	if (raw->p[0] == 't' || raw->p[0] == 'f')
+		return true;
+	return kl_parse_double(raw->p, raw->len, &v) == 0 && v - v == 0;
 }
 
 int parser_event_json(struct parser_event *ev, const char *source, struct kl_buf *out)
@@ -194,8 +208,8 @@ int parser_event_json(struct parser_event *ev, const char *source, struct kl_buf
 	    kl_json_append_str(out, source ? source : "", source ? strlen(source) : 0) < 0 ||
 	    kl_buf_append(out, ",\"fields\":{", 11) < 0)
 		goto fail;
-	for (unsigned i = 0; p && i < p->nfields; i++) {
-		enum parser_type t = p->field_type[i];
+	for (unsigned i = 0; p && i < p->fields->n; i++) {
+		enum parser_type t = p->fields->type[i];
 		const struct kl_str *raw = &ev->raw[i];
 		double v = 0;
 		int rc = -EINVAL;
@@ -207,16 +221,26 @@ int parser_event_json(struct parser_event *ev, const char *source, struct kl_buf
 			if (rc == -ENOENT)
 				continue;
 		}
+		const char *name = p->fields->name[i];
 		if ((!first && kl_buf_append(out, ",", 1) < 0) ||
-		    kl_json_append_str(out, p->field_name[i], strlen(p->field_name[i])) < 0 ||
+		    kl_json_append_str(out, name, strlen(name)) < 0 ||
 		    kl_buf_append(out, ":", 1) < 0)
 			goto fail;
 		first = false;
 		/* a number when it is one; text that is not (a misdeclared type)
-		 * is kept as a string rather than lost */
-		if (rc == 0 ? kl_json_append_num(out, v) < 0
-			    : kl_json_append_str(out, raw->p, raw->len) < 0)
+		 * is kept as a string rather than lost. An undeclared json field
+		 * that was a JSON number (or true/false) keeps its JSON text,
+		 * which json.c validated; a number out of double's range
+		 * becomes a string, so any reader can load the line. */
+		if (rc == 0) {
+			if (kl_json_append_num(out, v) < 0)
+				goto fail;
+		} else if ((ev->literal >> i & 1) && literal_ok(raw)) {
+			if (kl_buf_append(out, raw->p, raw->len) < 0)
+				goto fail;
+		} else if (kl_json_append_str(out, raw->p, raw->len) < 0) {
 			goto fail;
+		}
 	}
 	if (kl_buf_append(out, "}}", 2) < 0)
 		goto fail;

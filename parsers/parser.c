@@ -22,6 +22,13 @@
  * - A match that hits the match limit (catastrophic backtracking in a user
  *   regex) counts as unmatched; the limit bounds the time one line can take.
  * - A parser is single-threaded (the match data and the time cache are its).
+ * - Built-in formats come in three shapes (builtin.c): a fixed regex (nginx,
+ *   gunicorn_access); a regex derived once from an option, with a post hook
+ *   that sets the fields a regex cannot (django's exception from a traceback,
+ *   postgres' folded DETAIL/HINT/CONTEXT/STATEMENT lines, durations); and
+ *   json.c's allocation-free scanner (json, postgres_json), which has no regex
+ *   at all. The field table sits behind a pointer (struct parser_fields) so
+ *   that json's registry can grow on lookup without casting away const.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -36,9 +43,7 @@
 #define PARSER_MATCH_LIMIT 1000000
 #define PARSER_JIT_STACK_MAX (1024 * 1024)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void parser_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 	if (!err || !errlen)
@@ -74,13 +79,53 @@ const char *parser_type_name(enum parser_type t)
 	return "unknown";
 }
 
-static int find_field(const struct parser *p, const char *name, size_t len)
+int parser_find_field(const struct parser *p, const char *name, size_t len)
 {
-	for (unsigned i = 0; i < p->nfields; i++) {
-		if (strlen(p->field_name[i]) == len && memcmp(p->field_name[i], name, len) == 0)
+	const struct parser_fields *f = p->fields;
+	for (unsigned i = 0; i < f->n; i++) {
+		if (strlen(f->name[i]) == len && memcmp(f->name[i], name, len) == 0)
 			return (int)i;
 	}
 	return -1;
+}
+
+int parser_add_field(struct parser *p, const char *name, enum parser_type type)
+{
+	struct parser_fields *f = p->fields;
+	if (f->n == PARSER_MAX_FIELDS)
+		return -1;
+	f->name[f->n] = name;
+	f->type[f->n] = type;
+	return (int)f->n++;
+}
+
+/* A literal for a regex: every ASCII byte that is not a letter, a digit or a
+ * space is escaped (in PCRE2 "\" before a non-alphanumeric is always that
+ * character); control bytes as \xhh; other bytes as they are. */
+int pd_lit(struct kl_buf *b, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int rc;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == ' ' || c >= 0x80)
+			rc = kl_buf_append(b, &s[i], 1);
+		else if (c < 0x20 || c == 0x7f)
+			rc = kl_buf_appendf(b, "\\x%02x", c);
+		else
+			rc = kl_buf_appendf(b, "\\%c", c);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void parser_derived_free(struct parser_derived *d)
+{
+	kl_buf_free(&d->regex);
+	kl_buf_free(&d->regex2);
+	kl_buf_free(&d->ml_start);
+	kl_buf_free(&d->ml_cont);
 }
 
 struct named_group {
@@ -104,7 +149,7 @@ static int map_names(struct parser *p, char *err, size_t errlen)
 	ng = calloc(count, sizeof *ng);
 	p->groups = calloc(count, sizeof *p->groups);
 	if (!ng || !p->groups) {
-		set_err(err, errlen, "out of memory");
+		parser_set_err(err, errlen, "out of memory");
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -121,17 +166,14 @@ static int map_names(struct parser *p, char *err, size_t errlen)
 		ng[j] = cur;
 	}
 	for (uint32_t i = 0; i < count; i++) {
-		int f = find_field(p, ng[i].name, strlen(ng[i].name));
+		int f = parser_find_field(p, ng[i].name, strlen(ng[i].name));
+		if (f < 0)
+			f = parser_add_field(p, ng[i].name, PARSER_T_STRING);
 		if (f < 0) {
-			if (p->nfields == PARSER_MAX_FIELDS) {
-				set_err(err, errlen, "regex: too many named groups (at most %d)",
-					PARSER_MAX_FIELDS);
-				rc = -EINVAL;
-				goto out;
-			}
-			f = (int)p->nfields++;
-			p->field_name[f] = ng[i].name;
-			p->field_type[f] = PARSER_T_STRING;
+			parser_set_err(err, errlen, "regex: too many named groups (at most %d)",
+				       PARSER_MAX_FIELDS);
+			rc = -EINVAL;
+			goto out;
 		}
 		p->groups[p->ngroups++] = (struct parser_group){ ng[i].group, (uint8_t)f };
 	}
@@ -140,7 +182,7 @@ out:
 	return rc;
 }
 
-static pcre2_code *compile(const char *regex, uint32_t opts, char *err, size_t errlen,
+pcre2_code *parser_compile(const char *regex, uint32_t opts, char *err, size_t errlen,
 			   int *erroff)
 {
 	int ec;
@@ -151,11 +193,70 @@ static pcre2_code *compile(const char *regex, uint32_t opts, char *err, size_t e
 		PCRE2_UCHAR msg[256];
 		if (pcre2_get_error_message(ec, msg, sizeof msg) < 0)
 			snprintf((char *)msg, sizeof msg, "error %d", ec);
-		set_err(err, errlen, "regex: %s", (const char *)msg);
+		parser_set_err(err, errlen, "regex: %s", (const char *)msg);
 		if (erroff)
 			*erroff = eo > (PCRE2_SIZE)0x7fffffff ? -1 : (int)eo;
 	}
 	return code;
+}
+
+/* The built-in's name list, for messages. */
+static void builtin_list(char *list, size_t cap)
+{
+	size_t used = 0;
+	list[0] = '\0';
+	for (const char *const *n = parser_builtin_names(); *n; n++) {
+		int w = snprintf(list + used, cap - used, "%s%s", used ? ", " : "", *n);
+		if (w < 0 || (size_t)w >= cap - used)
+			break;
+		used += (size_t)w;
+	}
+}
+
+/* Options that only some formats take. 0, or -EINVAL with a message. */
+static int check_options(const struct parser_spec *spec, const struct parser_builtin *b,
+			 char *err, size_t errlen)
+{
+	const char *who = b ? b->name : "a regex parser";
+	if (spec->format && !(b && b->options_format)) {
+		parser_set_err(err, errlen,
+			       "format: only the django parser takes a Python logging format (this is %s)",
+			       who);
+		return -EINVAL;
+	}
+	if (spec->log_line_prefix && !(b && b->options_log_line_prefix)) {
+		parser_set_err(err, errlen,
+			       "log_line_prefix: only the postgres parser takes one (this is %s)", who);
+		return -EINVAL;
+	}
+	if (!b)
+		return 0;
+	if (spec->regex) {
+		parser_set_err(err, errlen,
+			       "built-in parser '%s' has its own regex; remove 'regex' (or drop 'type' to use yours)",
+			       b->name);
+		return -EINVAL;
+	}
+	if (strcmp(b->name, "json") == 0)
+		return 0; /* any types and time */
+	if (b->kind == PK_JSON) { /* postgres_json: types for the keys it does not fix */
+		if (spec->time_field || spec->time_format) {
+			parser_set_err(err, errlen,
+				       "built-in parser '%s' has a fixed time (the 'timestamp' key); remove 'time'",
+				       b->name);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (spec->ntypes || spec->time_field || (spec->time_format && !b->options_time_format)) {
+		parser_set_err(err, errlen,
+			       b->options_time_format
+				       ? "built-in parser '%s' has fixed field types and time field; remove 'types' and 'time.field' (time.format is the asctime datefmt)"
+				       : "built-in parser '%s' has fixed field types and time; remove 'types' and 'time'",
+			       b->name);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errlen, int *erroff)
@@ -166,84 +267,98 @@ struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errl
 	size_t ntypes;
 	uint32_t opts = 0, all = 0;
 	struct parser *p = NULL;
+	struct parser_derived d;
+	bool derived = false;
 
 	if (erroff)
 		*erroff = -1;
 	if (err && errlen)
 		err[0] = '\0';
 	if (!spec) {
-		set_err(err, errlen, "no parser given");
+		parser_set_err(err, errlen, "no parser given");
 		return NULL;
 	}
 	name = spec->name;
 	if (spec->type && strcmp(spec->type, "regex") != 0) {
 		b = parser_builtin_find(spec->type);
 		if (!b) {
-			char list[256] = "";
-			size_t used = 0;
-			for (const char *const *n = parser_builtin_names(); *n; n++) {
-				int w = snprintf(list + used, sizeof list - used, "%s%s",
-						 used ? ", " : "", *n);
-				if (w < 0 || (size_t)w >= sizeof list - used)
-					break;
-				used += (size_t)w;
-			}
-			set_err(err, errlen,
-				"unknown built-in parser '%s'; expected one of: %s (or a regex)",
-				spec->type, list);
+			char list[256];
+			builtin_list(list, sizeof list);
+			parser_set_err(err, errlen,
+				       "unknown built-in parser '%s'; expected one of: %s (or a regex)",
+				       spec->type, list);
 			return NULL;
 		}
-		if (spec->regex) {
-			set_err(err, errlen,
-				"built-in parser '%s' has its own regex; remove 'regex' (or drop 'type' to use yours)",
-				b->name);
-			return NULL;
-		}
-		if (spec->ntypes || spec->time_field || spec->time_format) {
-			set_err(err, errlen,
-				"built-in parser '%s' has fixed field types and time; remove 'types' and 'time'",
-				b->name);
-			return NULL;
-		}
+	} else if (!spec->regex) {
+		parser_set_err(err, errlen,
+			       "regex: missing (a parser needs a regex or a built-in type)");
+		return NULL;
+	}
+	if (check_options(spec, b, err, errlen) < 0)
+		return NULL;
+	if (spec->ntypes && !spec->types) {
+		parser_set_err(err, errlen, "types: %zu entries but no array", spec->ntypes);
+		return NULL;
+	}
+	if (!name)
+		name = b ? b->name : "regex";
+
+	p = calloc(1, sizeof *p);
+	if (!p)
+		goto nomem;
+	p->time_idx = -1;
+	p->builtin = b;
+	p->kind = b ? b->kind : PK_REGEX;
+	p->name = kl_strndup(name, strlen(name));
+	p->fields = calloc(1, sizeof *p->fields);
+	if (!p->name || !p->fields)
+		goto nomem;
+
+	if (p->kind == PK_JSON) {
+		if (json_new(p, spec, strcmp(b->name, "json") != 0, err, errlen) < 0)
+			goto fail;
+		return p;
+	}
+
+	if (b && b->derive) {
+		memset(&d, 0, sizeof d);
+		derived = true;
+		if (b->derive(spec, &d, err, errlen) < 0)
+			goto fail;
+		regex = d.regex.p;
+		types = d.types;
+		ntypes = d.ntypes;
+		time_field = d.time_field;
+		time_format = d.time_format[0] ? d.time_format : NULL;
+		opts = PCRE2_ANCHORED;
+		if (d.ml_start.len)
+			p->ml_start = kl_strndup(d.ml_start.p, d.ml_start.len);
+		if (d.ml_cont.len)
+			p->ml_cont = kl_strndup(d.ml_cont.p, d.ml_cont.len);
+		if ((d.ml_start.len && !p->ml_start) || (d.ml_cont.len && !p->ml_cont))
+			goto nomem;
+	} else if (b) {
 		regex = b->regex;
 		types = b->types;
 		ntypes = b->ntypes;
 		time_field = b->time_field;
 		time_format = b->time_format;
 		opts = PCRE2_ANCHORED;
-		if (!name)
-			name = b->name;
 	} else {
-		if (!spec->regex) {
-			set_err(err, errlen, "regex: missing (a parser needs a regex or a built-in type)");
-			return NULL;
-		}
 		regex = spec->regex;
 		types = spec->types;
 		ntypes = spec->ntypes;
 		time_field = spec->time_field;
 		time_format = spec->time_format;
 	}
-	if (ntypes && !types) {
-		set_err(err, errlen, "types: %zu entries but no array", ntypes);
-		return NULL;
-	}
 
-	p = calloc(1, sizeof *p);
-	if (!p)
-		goto nomem;
-	p->time_idx = -1;
-	p->name = kl_strndup(name ? name : "regex", strlen(name ? name : "regex"));
-	if (!p->name)
-		goto nomem;
-
-	p->code = compile(regex, opts, err, errlen, erroff);
+	p->code = parser_compile(regex, opts, err, errlen, erroff);
 	if (!p->code)
 		goto fail;
 	pcre2_pattern_info(p->code, PCRE2_INFO_ALLOPTIONS, &all);
 	if ((all & PCRE2_UTF) && !(all & PCRE2_MATCH_INVALID_UTF)) {
 		pcre2_code_free(p->code);
-		p->code = compile(regex, opts | PCRE2_MATCH_INVALID_UTF, err, errlen, erroff);
+		p->code = parser_compile(regex, opts | PCRE2_MATCH_INVALID_UTF, err, errlen, erroff);
 		if (!p->code)
 			goto fail;
 	}
@@ -279,47 +394,60 @@ struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errl
 	if (rc < 0)
 		goto fail;
 
+	if (derived) {
+		for (size_t i = 0; i < d.nextra; i++) {
+			if (parser_find_field(p, d.extra[i].name, strlen(d.extra[i].name)) < 0 &&
+			    parser_add_field(p, d.extra[i].name, d.extra[i].type) < 0) {
+				parser_set_err(err, errlen, "too many fields (at most %d)",
+					       PARSER_MAX_FIELDS);
+				goto fail;
+			}
+		}
+	}
+
 	for (size_t i = 0; i < ntypes; i++) {
 		const char *tn = types[i].name ? types[i].name : "";
-		int f = find_field(p, tn, strlen(tn));
+		int f = parser_find_field(p, tn, strlen(tn));
 		if (f < 0) {
-			set_err(err, errlen, "types: '%s' is not a named group of the regex", tn);
+			parser_set_err(err, errlen, "types: '%s' is not a named group of the regex",
+				       tn);
 			goto fail;
 		}
 		if ((unsigned)types[i].type > PARSER_T_TIME) {
-			set_err(err, errlen, "types: '%s' has an unknown type", tn);
+			parser_set_err(err, errlen, "types: '%s' has an unknown type", tn);
 			goto fail;
 		}
-		p->field_type[f] = types[i].type;
+		p->fields->type[f] = types[i].type;
 	}
 
 	if (time_field) {
-		int f = find_field(p, time_field, strlen(time_field));
+		int f = parser_find_field(p, time_field, strlen(time_field));
 		if (f < 0) {
-			set_err(err, errlen, "time.field: '%s' is not a named group of the regex",
-				time_field);
+			parser_set_err(err, errlen,
+				       "time.field: '%s' is not a named group of the regex",
+				       time_field);
 			goto fail;
 		}
-		if (parser_type_is_numeric(p->field_type[f])) {
-			set_err(err, errlen,
-				"types: '%s' is the time field, so it cannot also be %s (time.format says how to read it)",
-				time_field, parser_type_name(p->field_type[f]));
+		if (parser_type_is_numeric(p->fields->type[f])) {
+			parser_set_err(err, errlen,
+				       "types: '%s' is the time field, so it cannot also be %s (time.format says how to read it)",
+				       time_field, parser_type_name(p->fields->type[f]));
 			goto fail;
 		}
-		p->field_type[f] = PARSER_T_TIME;
+		p->fields->type[f] = PARSER_T_TIME;
 		p->time_idx = f;
 		if (timefmt_compile(&p->tf, time_format, err, errlen) < 0)
 			goto fail;
-	} else if (time_format) {
-		set_err(err, errlen,
-			"time.format is set but time.field is not; name the group that holds the time");
+	} else if (time_format && !derived) {
+		parser_set_err(err, errlen,
+			       "time.format is set but time.field is not; name the group that holds the time");
 		goto fail;
 	} else {
-		for (unsigned i = 0; i < p->nfields; i++) {
-			if (p->field_type[i] == PARSER_T_TIME) {
-				set_err(err, errlen,
-					"types: '%s' is declared a time but time.field does not name it",
-					p->field_name[i]);
+		for (unsigned i = 0; i < p->fields->n; i++) {
+			if (p->fields->type[i] == PARSER_T_TIME) {
+				parser_set_err(err, errlen,
+					       "types: '%s' is declared a time but time.field does not name it",
+					       p->fields->name[i]);
 				goto fail;
 			}
 		}
@@ -327,16 +455,23 @@ struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errl
 
 	if (b && b->dash_absent) {
 		for (const char *const *n = b->dash_absent; *n; n++) {
-			int f = find_field(p, *n, strlen(*n));
+			int f = parser_find_field(p, *n, strlen(*n));
 			if (f >= 0)
 				p->dash_absent |= 1ull << f;
 		}
 	}
+	if (b && b->setup && b->setup(p, derived ? &d : NULL, err, errlen) < 0)
+		goto fail;
+	p->post = b ? b->post : NULL;
+	if (derived)
+		parser_derived_free(&d);
 	return p;
 
 nomem:
-	set_err(err, errlen, "out of memory");
+	parser_set_err(err, errlen, "out of memory");
 fail:
+	if (derived)
+		parser_derived_free(&d);
 	parser_free(p);
 	return NULL;
 }
@@ -345,13 +480,28 @@ void parser_free(struct parser *p)
 {
 	if (!p)
 		return;
+	if (p->builtin && p->builtin->destroy)
+		p->builtin->destroy(p);
+	json_free(p);
 	pcre2_match_data_free(p->md);
 	pcre2_match_context_free(p->mctx);
 	pcre2_jit_stack_free(p->jstack);
 	pcre2_code_free(p->code);
 	free(p->groups);
+	free(p->fields);
+	free(p->ml_start);
+	free(p->ml_cont);
 	free(p->name);
 	free(p);
+}
+
+bool parser_default_multiline(const struct parser *p, struct parser_multiline *out)
+{
+	if (!p || (!p->ml_start && !p->ml_cont))
+		return false;
+	out->start = p->ml_start;
+	out->continuation = p->ml_cont;
+	return true;
 }
 
 const char *parser_name(const struct parser *p)
@@ -361,24 +511,26 @@ const char *parser_name(const struct parser *p)
 
 unsigned parser_field_count(const struct parser *p)
 {
-	return p->nfields;
+	return p->fields->n;
 }
 
 const char *parser_field_name(const struct parser *p, unsigned idx)
 {
-	return idx < p->nfields ? p->field_name[idx] : NULL;
+	return idx < p->fields->n ? p->fields->name[idx] : NULL;
 }
 
 enum parser_type parser_field_type(const struct parser *p, unsigned idx)
 {
-	return idx < p->nfields ? p->field_type[idx] : PARSER_T_STRING;
+	return idx < p->fields->n ? p->fields->type[idx] : PARSER_T_STRING;
 }
 
 int parser_field_index(const struct parser *p, const char *name, size_t len)
 {
 	if (!name)
 		return -1;
-	return find_field(p, name, len);
+	if (p->kind == PK_JSON)
+		return json_field_index(p, name, len);
+	return parser_find_field(p, name, len);
 }
 
 const struct parser_stats *parser_stats(const struct parser *p)
@@ -395,6 +547,8 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		rec = "";
 		len = 0;
 	}
+	if (p->kind == PK_JSON)
+		return json_parse(p, rec, len, read_us, ev);
 	if (p->jit)
 		rc = pcre2_jit_match(p->code, (PCRE2_SPTR)rec, len, 0, 0, p->md, p->mctx);
 	else
@@ -404,7 +558,8 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		return -EINVAL;
 	}
 
-	for (unsigned i = 0; i < p->nfields; i++)
+	unsigned nf = p->fields->n;
+	for (unsigned i = 0; i < nf; i++)
 		ev->raw[i] = (struct kl_str){ NULL, 0 };
 	const PCRE2_SIZE *ov = p->ov;
 	for (unsigned i = 0; i < p->ngroups; i++) {
@@ -429,6 +584,11 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 	ev->read_us = read_us;
 	ev->num_tried = 0;
 	ev->num_ok = 0;
+	ev->literal = 0;
+	if (p->post && p->post(p, rec, len, ov[1] <= len ? ov[1] : len, ev) < 0) {
+		p->stats.unmatched++;
+		return -EINVAL;
+	}
 	if (p->time_idx >= 0) {
 		const struct kl_str *t = &ev->raw[p->time_idx];
 		if (!t->p || timefmt_parse(&p->tf, t->p, t->len, &ev->time_us) < 0) {

@@ -3,15 +3,21 @@
  * event: an event time and typed fields.
  *
  * A parser is a PCRE2 regex, compiled and JIT'd once, whose named groups are the
- * fields; built-in formats (nginx_combined, nginx_timed) are parsers with a
- * fixed regex and fixed types. Parsing a record allocates nothing: the event's
- * fields are views into the caller's record buffer, valid until that buffer
- * changes; numbers are converted only when someone asks (parser_event_number),
- * and the conversion is cached in the event.
+ * fields; built-in formats are parsers with a fixed regex (nginx_combined,
+ * nginx_timed, gunicorn_access), a regex derived once from an option (django
+ * from its Python logging format, postgres from its log_line_prefix), or a
+ * JSON scanner (json, postgres_json). Parsing a record allocates nothing: the
+ * event's fields are views into the caller's record buffer, valid until that
+ * buffer changes — except for the json formats, whose escaped strings are
+ * unescaped into the parser's own scratch buffer: those views are valid until
+ * the next parser_parse on that parser (or until the record changes, whichever
+ * comes first). Numbers are converted only when someone asks
+ * (parser_event_number), and the conversion is cached in the event.
  *
  * Field numbering: a parser has parser_field_count() fields, numbered from 0,
- * stable for the parser's lifetime. Consumers (rules) resolve names to indexes
- * once, at load, with parser_field_index().
+ * stable for the parser's lifetime (the json formats add fields as they are
+ * looked up, never remove or renumber). Consumers (rules) resolve names to
+ * indexes once, at load, with parser_field_index().
  *
  * A parser is single-threaded: it owns one pcre2_match_data reused per call.
  */
@@ -58,6 +64,8 @@ struct parser_event {
 	struct kl_str raw[PARSER_MAX_FIELDS]; /* .p == NULL: the field is absent */
 	uint64_t num_tried;		      /* bit i: num[i] computed */
 	uint64_t num_ok;		      /* bit i: num[i] valid */
+	uint64_t literal; /* json formats: bit i: raw[i] is a JSON number, true or
+			   * false, written as such by parser_event_json */
 	double num[PARSER_MAX_FIELDS];
 };
 
@@ -69,14 +77,20 @@ struct parser_field_spec {
 struct parser_spec {
 	const char *name;  /* the parser's name, for messages */
 	/* NULL or "regex": a regex parser; otherwise a built-in format name
-	 * ("nginx_combined", "nginx_timed") and regex must be NULL. */
+	 * (parser_builtin_names()) and regex must be NULL. Built-ins have fixed
+	 * types and time, except: json takes types, time_field and time_format;
+	 * postgres_json takes types for the keys it does not fix; django takes
+	 * time_format as the datefmt of its %(asctime)s. */
 	const char *type;
 	const char *regex; /* PCRE2 pattern with named groups */
 	const struct parser_field_spec *types; /* declared types; others are strings */
 	size_t ntypes;
-	const char *time_field;	 /* NULL: the event time is the read time */
-	const char *time_format; /* strptime-like ("%d/%b/%Y:%H:%M:%S %z"), or
-				  * NULL / "iso8601" for ISO 8601 / RFC 3339 */
+	const char *time_field;	 /* NULL: the event time is the read time (json:
+				  * NULL means the key "time" when present) */
+	const char *time_format; /* strptime-like ("%d/%b/%Y:%H:%M:%S %z", with %Z
+				  * for a zone name), NULL / "iso8601" for ISO
+				  * 8601 / RFC 3339, or "epoch" for seconds (ms, µs,
+				  * ns by magnitude) since 1970 */
 	/* Options of built-in formats (NULL: the format's default). */
 	const char *log_line_prefix; /* postgres: PostgreSQL's log_line_prefix */
 	const char *format;	     /* django: the Python logging format string */
@@ -118,7 +132,10 @@ enum parser_type parser_field_type(const struct parser *p, unsigned idx);
  * key path ("a.b" for nested objects) is a field: the first lookup of a name
  * registers it (up to PARSER_MAX_FIELDS), and parsing extracts only the
  * registered ones. This registry is the one mutable part of a parser, done at
- * load time by the rules; parsing never changes it.
+ * load time by the rules; parsing never changes it. A registered json field
+ * is a string unless declared in the parser's `types:` (a rule that compares
+ * it with a number is refused at load, with the advice to declare it); its
+ * JSON numbers still print as numbers in parser_event_json.
  */
 int parser_field_index(const struct parser *p, const char *name, size_t len);
 
@@ -130,7 +147,9 @@ void parser_event_init(struct parser_event *ev, const struct parser *p);
  * field. Returns 0, or -EINVAL when the record does not match (or its time
  * field does not parse): the event is then unspecified and the failure is
  * counted in the parser's stats. Never fails on bytes it does not like: NUL,
- * invalid UTF-8 and control characters are just bytes.
+ * invalid UTF-8 and control characters are just bytes. The json formats also
+ * return -EINVAL for malformed JSON (counted as unmatched), and -ENOMEM when
+ * their scratch buffer cannot grow to the record's size (counted likewise).
  */
 int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		 struct parser_event *ev);

@@ -15,6 +15,17 @@
  * digits. That is sound because every op before the fraction stops at or before
  * the literal just in front of it (so it sees only key bytes), the fraction
  * takes every digit, and the ops after it see only the (equal) suffix.
+ *
+ * Zone names (%Z, as PostgreSQL writes its log_timezone: "UTC", "CET", or a
+ * numeric "+03" for zones without an abbreviation): a short table of the
+ * abbreviations that mean one thing in the tz database. Others ("CST" is
+ * both America/Chicago and Asia/Shanghai, "IST" three zones) do not parse:
+ * the record counts as bad_time rather than taking a time that may be hours
+ * off. Set log_timezone to UTC (or a zone in the table) to avoid them.
+ *
+ * "epoch": a number of seconds since 1970 ("1699999999.123", PostgreSQL's %n,
+ * JSON logs' numeric times), or an integer count of ms, µs or ns (by
+ * magnitude, see timefmt_epoch).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -26,7 +37,7 @@
 static const char tf_conv_name[][3] = {
 	[TF_YEAR] = "%Y", [TF_MON] = "%m", [TF_MON_NAME] = "%b", [TF_DAY] = "%d",
 	[TF_DAY_SP] = "%e", [TF_HOUR] = "%H", [TF_MIN] = "%M", [TF_SEC] = "%S",
-	[TF_FRAC] = "%f", [TF_ZONE] = "%z",
+	[TF_FRAC] = "%f", [TF_ZONE] = "%z", [TF_ZONE_NAME] = "%Z",
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -61,6 +72,10 @@ int timefmt_compile(struct timefmt *tf, const char *fmt, char *err, size_t errle
 		tf->iso = true;
 		return 0;
 	}
+	if (strcmp(fmt, "epoch") == 0) {
+		tf->epoch = true;
+		return 0;
+	}
 	for (const char *f = fmt; *f; f++) {
 		unsigned char k;
 		if (tf->nops + 5 > TF_MAX_OPS) {
@@ -89,6 +104,7 @@ int timefmt_compile(struct timefmt *tf, const char *fmt, char *err, size_t errle
 		case 'S': k = TF_SEC; break;
 		case 'f': k = TF_FRAC; break;
 		case 'z': k = TF_ZONE; break;
+		case 'Z': k = TF_ZONE_NAME; break;
 		case 'T':
 			if (seen & (1u << TF_HOUR | 1u << TF_MIN | 1u << TF_SEC)) {
 				set_err(err, errlen,
@@ -111,7 +127,7 @@ int timefmt_compile(struct timefmt *tf, const char *fmt, char *err, size_t errle
 		default:
 			if ((unsigned char)*f >= 0x21 && (unsigned char)*f < 0x7f)
 				set_err(err, errlen,
-					"time.format: unknown conversion %%%c (known: %%Y %%m %%b %%d %%e %%H %%M %%S %%T %%f %%z %%%%)",
+					"time.format: unknown conversion %%%c (known: %%Y %%m %%b %%d %%e %%H %%M %%S %%T %%f %%z %%Z %%%%; or 'iso8601', 'epoch')",
 					*f);
 			else
 				set_err(err, errlen, "time.format: unknown conversion %%\\x%02X",
@@ -119,7 +135,9 @@ int timefmt_compile(struct timefmt *tf, const char *fmt, char *err, size_t errle
 			return -EINVAL;
 		}
 		bool month = k == TF_MON || k == TF_MON_NAME, day = k == TF_DAY || k == TF_DAY_SP;
+		bool zone = k == TF_ZONE || k == TF_ZONE_NAME;
 		if ((seen & (1u << k)) ||
+		    (zone && (seen & (1u << TF_ZONE | 1u << TF_ZONE_NAME))) ||
 		    (month && (seen & (1u << TF_MON | 1u << TF_MON_NAME))) ||
 		    (day && (seen & (1u << TF_DAY | 1u << TF_DAY_SP)))) {
 			set_err(err, errlen, "time.format: %s appears twice (or with its twin)",
@@ -206,6 +224,42 @@ static bool take_zone(const char *s, size_t len, size_t *i, int *off_s)
 	*off_s = sign * (hh * 3600 + mm * 60);
 	*i = j;
 	return true;
+}
+
+/* Zone abbreviations that mean one offset in the tz database (minutes east
+ * of UTC). Ambiguous ones (CST, IST, ...) are left out on purpose. */
+static const struct {
+	char name[5];
+	short min;
+} zone_names[] = {
+	{ "UTC", 0 },	   { "GMT", 0 },     { "UT", 0 },	{ "Z", 0 },	  { "WET", 0 },
+	{ "WEST", 60 },	   { "BST", 60 },    { "CET", 60 },	{ "CEST", 120 },  { "MET", 60 },
+	{ "MEST", 120 },   { "EET", 120 },   { "EEST", 180 },	{ "MSK", 180 },	  { "SAST", 120 },
+	{ "WAT", 60 },	   { "CAT", 120 },   { "EAT", 180 },	{ "PKT", 300 },	  { "WIB", 420 },
+	{ "HKT", 480 },	   { "AWST", 480 },  { "JST", 540 },	{ "KST", 540 },	  { "ACST", 570 },
+	{ "ACDT", 630 },   { "AEST", 600 },  { "AEDT", 660 },	{ "NZST", 720 },  { "NZDT", 780 },
+	{ "HST", -600 },   { "AKST", -540 }, { "AKDT", -480 },	{ "PST", -480 },  { "PDT", -420 },
+	{ "MST", -420 },   { "MDT", -360 },  { "EST", -300 },	{ "EDT", -240 },  { "AST", -240 },
+	{ "ADT", -180 },   { "NST", -210 },  { "NDT", -150 },
+};
+
+/* %Z: a name from the table, or what %z takes. */
+static bool take_zone_name(const char *s, size_t len, size_t *i, int *off_s)
+{
+	size_t j = *i;
+	while (j < len && ((s[j] >= 'A' && s[j] <= 'Z') || (s[j] >= 'a' && s[j] <= 'z')))
+		j++;
+	if (j == *i)
+		return take_zone(s, len, i, off_s);
+	size_t n = j - *i;
+	for (size_t k = 0; k < KL_ARRAY_LEN(zone_names); k++) {
+		if (strlen(zone_names[k].name) == n && memcmp(zone_names[k].name, s + *i, n) == 0) {
+			*off_s = zone_names[k].min * 60;
+			*i = j;
+			return true;
+		}
+	}
+	return false;
 }
 
 static int month_from_name(const char *s)
@@ -314,6 +368,10 @@ static bool run_ops(const struct timefmt *tf, const char *s, size_t len, struct 
 			if (!take_zone(s, len, &i, &off))
 				return false;
 			break;
+		case TF_ZONE_NAME:
+			if (!take_zone_name(s, len, &i, &off))
+				return false;
+			break;
 		}
 	}
 	if (i != len)
@@ -388,10 +446,82 @@ static bool cache_hit(const struct timefmt *tf, const char *s, size_t len, int64
 	return true;
 }
 
+int timefmt_epoch(const char *s, size_t len, int64_t *out_us)
+{
+	size_t i = 0, nd = 0;
+	uint64_t v = 0;
+
+	while (i < len && is_digit(s[i]) && nd < 19) {
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		i++;
+		nd++;
+	}
+	if (nd == 0 || (i < len && is_digit(s[i])))
+		return -EINVAL;
+	if (i < len && s[i] == '.') {
+		size_t n = digit_run(s, len, i + 1);
+		if (n == 0 || i + 1 + n != len || v >= 100000000000ull)
+			return -EINVAL;
+		*out_us = (int64_t)v * 1000000 + frac_to_us(s + i + 1, n);
+		return 0;
+	}
+	if (i != len)
+		return -EINVAL;
+	if (v < 100000000000ull) /* seconds: before the year 5138 */
+		*out_us = (int64_t)v * 1000000;
+	else if (v < 100000000000000ull) /* milliseconds */
+		*out_us = (int64_t)v * 1000;
+	else if (v < 100000000000000000ull) /* microseconds */
+		*out_us = (int64_t)v;
+	else /* nanoseconds */
+		*out_us = (int64_t)(v / 1000);
+	return 0;
+}
+
+int timefmt_regex(const char *fmt, struct kl_buf *out)
+{
+	static const char *const re[] = {
+		[TF_SPACE] = "[ \\t]++",
+		[TF_YEAR] = "[0-9]{4}",
+		[TF_MON] = "[0-9]{1,2}",
+		[TF_MON_NAME] = "[A-Za-z]{3}",
+		[TF_DAY] = "[0-9]{1,2}",
+		[TF_DAY_SP] = " ?[0-9]{1,2}",
+		[TF_HOUR] = "[0-9]{1,2}",
+		[TF_MIN] = "[0-9]{1,2}",
+		[TF_SEC] = "[0-9]{1,2}",
+		[TF_FRAC] = "[0-9]++",
+		[TF_ZONE] = "(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?+)",
+		[TF_ZONE_NAME] = "(?:[A-Za-z]++|[+-][0-9]{2}(?::?[0-9]{2})?+)",
+	};
+	struct timefmt tf;
+
+	if (timefmt_compile(&tf, fmt, NULL, 0) < 0)
+		return -EINVAL;
+	if (tf.iso)
+		return kl_buf_append_str(out, "[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ][0-9]{2}:[0-9]{2}"
+					      "(?::[0-9]{2}(?:[.,][0-9]++)?+)?+"
+					      "(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?+)?+)?+");
+	if (tf.epoch)
+		return kl_buf_append_str(out, "[0-9]++(?:\\.[0-9]++)?+");
+	for (unsigned k = 0; k < tf.nops; k++) {
+		int rc;
+		if (tf.ops[k].kind == TF_LIT)
+			rc = pd_lit(out, &tf.ops[k].c, 1);
+		else
+			rc = kl_buf_append_str(out, re[tf.ops[k].kind]);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int timefmt_parse(struct timefmt *tf, const char *s, size_t len, int64_t *out_us)
 {
 	struct tf_res r;
 
+	if (tf->epoch)
+		return timefmt_epoch(s, len, out_us);
 	if (cache_hit(tf, s, len, out_us))
 		return 0;
 	if (!(tf->iso ? run_iso(s, len, &r) : run_ops(tf, s, len, &r)))

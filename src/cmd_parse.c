@@ -61,6 +61,18 @@ static void one_line(struct parse_run *p, const char *path, uint64_t lineno, str
 		flush_out(p);
 }
 
+struct record_ctx {
+	struct parse_run *p;
+	const char *path;
+	uint64_t lineno; /* the line that ended the record (messages are approximate) */
+};
+
+static void on_record(void *ctx, const char *rec, size_t len, int64_t read_us)
+{
+	struct record_ctx *c = ctx;
+	one_line(c->p, c->path, c->lineno, (struct kl_str){ rec, len });
+}
+
 static int one_file(struct parse_run *p, const char *path)
 {
 	int err = 0;
@@ -73,8 +85,21 @@ static int one_file(struct parse_run *p, const char *path)
 	struct kl_str line;
 	uint64_t lineno = 0;
 	int rc;
-	while ((rc = ingest_reader_next(r, &line)) > 0)
-		one_line(p, path, ++lineno, line);
+	struct ingest_multiline *ml = p->rt->multiline[p->src];
+	struct record_ctx rc_ctx = { p, path, 0 };
+	while ((rc = ingest_reader_next(r, &line)) > 0) {
+		lineno++;
+		if (!ml) {
+			one_line(p, path, lineno, line);
+			continue;
+		}
+		/* A record is handed out when the next one begins: it ended
+		 * just before this line, which is what messages name. */
+		rc_ctx.lineno = lineno;
+		ingest_multiline_feed(ml, line.p, line.len, 0, on_record, &rc_ctx);
+	}
+	if (ml)
+		ingest_multiline_flush(ml, on_record, &rc_ctx);
 	p->too_long += ingest_reader_stats(r)->too_long;
 	ingest_reader_close(r);
 	return rc < 0 ? -1 : 0;

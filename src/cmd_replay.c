@@ -20,6 +20,7 @@
 #include "src/pipeline.h"
 
 struct cursor {
+	struct replay *rp;
 	unsigned src;
 	char **files;
 	size_t nfiles;
@@ -50,9 +51,22 @@ static void close_reader(struct replay *rp, struct cursor *c)
 	c->reader = NULL;
 }
 
+/* A complete record of c: parsed into its head (the record's bytes stay
+ * valid until the assembler hands out the next one). */
+static void on_record(void *ctx, const char *rec, size_t len, int64_t read_us)
+{
+	struct cursor *c = ctx;
+	int64_t t;
+	if (runtime_line_parse(&c->rp->rt, c->src, rec, len, read_us, &t) == 0) {
+		c->has_head = true;
+		c->head_us = t;
+	}
+}
+
 /* Parse lines of c until one is an event (its head) or its files end. */
 static void advance(struct replay *rp, struct cursor *c)
 {
+	struct ingest_multiline *ml = rp->rt.multiline[c->src];
 	c->has_head = false;
 	for (;;) {
 		if (!c->reader) {
@@ -71,9 +85,19 @@ static void advance(struct replay *rp, struct cursor *c)
 		int rc = ingest_reader_next(c->reader, &line);
 		if (rc <= 0) {
 			close_reader(rp, c);
+			if (ml) /* records do not span files */
+				ingest_multiline_flush(ml, on_record, c);
+			if (c->has_head)
+				return;
 			continue;
 		}
 		rp->lines++;
+		if (ml) {
+			ingest_multiline_feed(ml, line.p, line.len, 0, on_record, c);
+			if (c->has_head)
+				return;
+			continue;
+		}
 		int64_t t;
 		/* The read time of an archived line is unknown: formats without a
 		 * time field get 0, and replay keeps its clock where it is. */
@@ -133,7 +157,7 @@ static int add_files(struct replay *rp, unsigned src, char **files, size_t n)
 	if (!grown)
 		return -ENOMEM;
 	rp->cursors = grown;
-	rp->cursors[rp->ncursors++] = (struct cursor){ .src = src, .files = files, .nfiles = n };
+	rp->cursors[rp->ncursors++] = (struct cursor){ .rp = rp, .src = src, .files = files, .nfiles = n };
 	return 0;
 }
 

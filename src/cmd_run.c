@@ -23,6 +23,7 @@ struct run;
 struct tailctx {
 	struct run *run;
 	unsigned src;
+	ev_timer flush; /* the source's pending multi-line record times out */
 };
 
 struct run {
@@ -41,16 +42,40 @@ struct run {
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
 {
 	struct tailctx *t = ctx;
-	int64_t event_us;
-	runtime_line(&t->run->rt, t->src, line, len, read_us, &event_us);
+	runtime_input(&t->run->rt, t->src, line, len, read_us);
+}
+
+/* Arm the source's timer for its pending record's deadline, if any. */
+static void arm_flush(struct tailctx *t, int64_t now)
+{
+	struct ingest_multiline *m = t->run->rt.multiline[t->src];
+	int64_t due = m ? ingest_multiline_deadline(m) : INT64_MAX;
+	ev_timer_stop(t->run->loop, &t->flush);
+	if (due == INT64_MAX)
+		return;
+	ev_timer_set(&t->flush, due > now ? (double)(due - now) / 1e6 : 0.0, 0.0);
+	ev_timer_start(t->run->loop, &t->flush);
 }
 
 static void on_batch(void *ctx)
 {
 	struct tailctx *t = ctx;
 	struct runtime *rt = &t->run->rt;
-	rules_eval(rt->rules, kl_wall_us(), runtime_transition, rt);
+	int64_t now = kl_wall_us();
+	rules_eval(rt->rules, now, runtime_transition, rt);
 	runtime_flush(rt);
+	arm_flush(t, now);
+}
+
+static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tailctx *t = w->data;
+	struct runtime *rt = &t->run->rt;
+	int64_t now = kl_wall_us();
+	runtime_input_flush(rt, t->src);
+	rules_eval(rt->rules, now, runtime_transition, rt);
+	runtime_flush(rt);
+	arm_flush(t, now);
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -87,7 +112,9 @@ static int start_tails(struct run *r)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		const struct config_source *s = &r->rt.cfg->sources[i];
-		r->ctxs[i] = (struct tailctx){ r, (unsigned)i };
+		r->ctxs[i] = (struct tailctx){ .run = r, .src = (unsigned)i };
+		ev_init(&r->ctxs[i].flush, on_flush);
+		r->ctxs[i].flush.data = &r->ctxs[i];
 		struct ingest_tail_opts o = {
 			.pattern = s->path,
 			.from_beginning = s->from_beginning,
@@ -148,8 +175,11 @@ int cmd_run(int argc, char **argv)
 	ev_run(r.loop, 0);
 	status = EXIT_OK;
 out:
-	for (size_t i = 0; i < r.ntails; i++)
+	for (size_t i = 0; i < r.ntails; i++) {
 		ingest_tail_free(r.tails[i]);
+		ev_timer_stop(r.loop, &r.ctxs[i].flush);
+		runtime_input_flush(&r.rt, (unsigned)i); /* a record cut short by the stop */
+	}
 	free(r.tails);
 	free(r.ctxs);
 	runtime_flush(&r.rt);

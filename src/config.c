@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/kl_yaml.h"
+#include "ingest/ingest.h"
 
 #define MAX_SOURCES    1024
 #define MAX_PARSERS    256
@@ -542,6 +543,7 @@ static void load_rule_files(struct ctx *x, const struct kl_ynode *v)
 /* The nodes of one `parsers:` entry, for placing parser_new's messages. */
 struct parser_nodes {
 	const struct kl_ynode *item, *type, *regex, *types, *time, *time_field, *time_format;
+	const struct kl_ynode *prefix, *format;
 };
 
 static int add_parser(struct ctx *x, char *name, struct parser *p, const struct kl_ynode *at)
@@ -597,6 +599,10 @@ static void parser_new_error(struct ctx *x, const struct parser_nodes *pn, const
 		at = pn->time;
 	else if (starts_with(msg, "regex") && pn->regex)
 		at = pn->regex;
+	else if (starts_with(msg, "log_line_prefix") && pn->prefix)
+		at = pn->prefix;
+	else if (starts_with(msg, "format") && pn->format)
+		at = pn->format;
 	else if ((starts_with(msg, "unknown built-in") || starts_with(msg, "built-in")) && pn->type)
 		at = pn->type;
 	if (!at)
@@ -610,7 +616,8 @@ static void parser_new_error(struct ctx *x, const struct parser_nodes *pn, const
 	kl_diag_error(x->d, x->file, line, col, "parser '%s': %s", name, msg);
 }
 
-static const char *const parser_keys[] = { "name", "type", "regex", "types", "time", NULL };
+static const char *const parser_keys[] = { "name", "type", "regex", "types", "time",
+					   "log_line_prefix", "format", NULL };
 static const char *const time_keys[] = { "field", "format", NULL };
 static const char *const type_names[] = { "int", "float", "seconds", "ms", "string", NULL };
 
@@ -769,6 +776,16 @@ static void load_parser(struct ctx *x, const struct kl_ynode *item)
 			pn.time = v;
 			ok &= load_time(x, v, &pn, &spec);
 			break;
+		case 5: /* log_line_prefix (postgres) */
+			pn.prefix = v;
+			spec.log_line_prefix = get_str(x, v, "PostgreSQL's log_line_prefix", "log_line_prefix");
+			ok &= spec.log_line_prefix != NULL;
+			break;
+		case 6: /* format (django) */
+			pn.format = v;
+			spec.format = get_str(x, v, "a Python logging format", "format");
+			ok &= spec.format != NULL;
+			break;
 		default:
 			ok = false;
 			break;
@@ -817,6 +834,69 @@ static void load_parsers(struct ctx *x, const struct kl_ynode *v)
 
 static const char *const source_keys[] = { "name", "path", "parser", "from", "max_line",
 					   "multiline", NULL };
+
+static bool get_duration(struct ctx *x, const struct kl_ynode *v, const char *key, int64_t *out);
+
+static const char *const multiline_keys[] = { "start", "continuation", "timeout", "max_lines",
+					      "max_bytes", NULL };
+
+/* `multiline: {start: RE | continuation: RE, timeout, max_lines, max_bytes}`;
+ * the regex is compiled here once so that its errors point at the file. */
+static void source_multiline(struct ctx *x, struct config_source *s, const struct kl_ynode *v,
+			     const char *lb)
+{
+	struct config_multiline *m = &s->multiline;
+	char where[128];
+	uint64_t n;
+	if (!want_map(x, v, "multiline"))
+		return;
+	snprintf(where, sizeof where, " in the multiline of %s", lb);
+	m->set = true;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct kl_ynode *k = v->keys[i], *val = v->items[i];
+		switch (known_key(x, k, multiline_keys, where)) {
+		case 0:
+			m->start = dup_str(x, val, "a regex", "start");
+			break;
+		case 1:
+			m->continuation = dup_str(x, val, "a regex", "continuation");
+			break;
+		case 2:
+			if (get_duration(x, val, "timeout", &m->timeout_us) && m->timeout_us <= 0)
+				config_error(x, val, "'timeout' must be more than 0");
+			break;
+		case 3:
+		case 4: {
+			const char *str = get_str(x, val, "a number", k->str);
+			int rc = !str ? -EINVAL
+			       : key_is(k, "max_lines") ? kl_parse_u64(str, strlen(str), &n)
+							 : kl_parse_size(str, strlen(str), &n);
+			if (rc < 0 || n == 0 || n > (64u << 20))
+				config_error(x, val, "'%s' must be a number from 1 to 64Mi%s", k->str,
+					     key_is(k, "max_bytes") ? " (a size: 1MiB)" : "");
+			else if (key_is(k, "max_lines"))
+				m->max_lines = (size_t)n;
+			else
+				m->max_bytes = (size_t)n;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	if (!m->start == !m->continuation) {
+		config_error(x, v, "%s: multiline needs exactly one of 'start' or 'continuation'", lb);
+		return;
+	}
+	char err[256];
+	struct ingest_multiline_opts o = { m->start, m->continuation, m->timeout_us, m->max_lines,
+					   m->max_bytes };
+	struct ingest_multiline *probe = ingest_multiline_new(&o, err, sizeof err);
+	if (!probe)
+		config_error(x, kl_ymap_get(v, m->start ? "start" : "continuation"), "%s: multiline %s",
+			     lb, err);
+	ingest_multiline_free(probe);
+}
 
 static void source_max_line(struct ctx *x, struct config_source *s, const struct kl_ynode *v)
 {
@@ -904,12 +984,8 @@ static void load_source(struct ctx *x, struct config_source *s, struct pending_s
 		case 4:
 			source_max_line(x, s, v);
 			break;
-		case 5: /* multiline: a later issue */
-			if (want_map(x, v, "multiline"))
-				kl_log(KL_LOG_WARN,
-				       "config: %s: 'multiline' is not implemented in this "
-				       "version and is ignored",
-				       lb);
+		case 5:
+			source_multiline(x, s, v, lb);
 			break;
 		default:
 			break;
@@ -1830,6 +1906,8 @@ void config_free(struct config *c)
 		free(c->sources[i].name);
 		free(c->sources[i].path);
 		free(c->sources[i].parser_name);
+		free(c->sources[i].multiline.start);
+		free(c->sources[i].multiline.continuation);
 	}
 	free(c->sources);
 	for (size_t i = 0; i < c->nsinks; i++) {

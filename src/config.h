@@ -25,7 +25,15 @@ struct config_parser {
 	int line, col;
 };
 
-struct config_multiline; /* later issue */
+/* A source's `multiline:` (or, when absent, its parser's default rule). */
+struct config_multiline {
+	bool set;	    /* `multiline:` given */
+	char *start;	    /* regex, or NULL */
+	char *continuation; /* regex, or NULL */
+	int64_t timeout_us; /* default 500ms */
+	size_t max_lines;   /* default 500 */
+	size_t max_bytes;   /* default 1MiB */
+};
 
 struct config_source {
 	char *name;
@@ -34,6 +42,7 @@ struct config_source {
 	const struct parser *parser; /* resolved: a config_parser's, or a built-in's */
 	bool from_beginning;	     /* `from: beginning|end`, default end */
 	size_t max_line;	     /* `max_line: 64KiB` */
+	struct config_multiline multiline;
 	int line, col;
 };
 

@@ -19,6 +19,29 @@ static struct rules_set *load_rules(struct runtime *rt, const struct config *cfg
 	return rs;
 }
 
+/* The source's record rule: its `multiline:`, else its parser's default. */
+static int setup_multiline(struct runtime *rt, size_t i, struct kl_diag *d)
+{
+	const struct config_source *s = &rt->cfg->sources[i];
+	const struct config_multiline *m = &s->multiline;
+	struct ingest_multiline_opts o = { m->start, m->continuation, m->timeout_us, m->max_lines,
+					   m->max_bytes };
+	struct parser_multiline pm;
+	if (!m->set) {
+		if (!parser_default_multiline(s->parser, &pm))
+			return 0;
+		o.start = pm.start;
+		o.continuation = pm.continuation;
+	}
+	char err[256];
+	rt->multiline[i] = ingest_multiline_new(&o, err, sizeof err);
+	if (!rt->multiline[i]) {
+		kl_diag_error(d, rt->cfg->file, s->line, s->col, "source '%s': multiline %s", s->name, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 {
 	memset(rt, 0, sizeof *rt);
@@ -26,9 +49,10 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 		return -EINVAL;
 	size_t n = rt->cfg->nsources;
 	rt->sources = calloc(n ? n : 1, sizeof *rt->sources);
+	rt->multiline = calloc(n ? n : 1, sizeof *rt->multiline);
 	rt->events = calloc(n ? n : 1, sizeof *rt->events);
 	rt->stats = calloc(n ? n : 1, sizeof *rt->stats);
-	if (!rt->sources || !rt->events || !rt->stats) {
+	if (!rt->sources || !rt->events || !rt->stats || !rt->multiline) {
 		kl_diag_error(d, path, 0, 0, "out of memory");
 		return -ENOMEM;
 	}
@@ -36,6 +60,8 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 		const struct config_source *s = &rt->cfg->sources[i];
 		rt->sources[i] = (struct rules_source){ s->name, s->parser };
 		parser_event_init(&rt->events[i], s->parser);
+		if (setup_multiline(rt, i, d) < 0)
+			return -EINVAL;
 	}
 	rt->rules = load_rules(rt, rt->cfg, d);
 	return rt->rules ? 0 : -EINVAL;
@@ -87,6 +113,9 @@ void runtime_free(struct runtime *rt)
 {
 	sinks_free(rt->sinks);
 	rules_free(rt->rules);
+	for (size_t i = 0; rt->multiline && rt->cfg && i < rt->cfg->nsources; i++)
+		ingest_multiline_free(rt->multiline[i]);
+	free(rt->multiline);
 	free(rt->sources);
 	free(rt->events);
 	free(rt->stats);
@@ -123,6 +152,36 @@ int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len,
 	if (rc == 0)
 		runtime_feed(rt, src);
 	return rc;
+}
+
+struct record_ctx {
+	struct runtime *rt;
+	unsigned src;
+};
+
+static void on_record(void *ctx, const char *rec, size_t len, int64_t first_read_us)
+{
+	const struct record_ctx *c = ctx;
+	int64_t t;
+	runtime_line(c->rt, c->src, rec, len, first_read_us, &t);
+}
+
+void runtime_input(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us)
+{
+	if (!rt->multiline[src]) {
+		int64_t t;
+		runtime_line(rt, src, line, len, read_us, &t);
+		return;
+	}
+	struct record_ctx c = { rt, src };
+	ingest_multiline_feed(rt->multiline[src], line, len, read_us, on_record, &c);
+}
+
+void runtime_input_flush(struct runtime *rt, unsigned src)
+{
+	struct record_ctx c = { rt, src };
+	if (rt->multiline[src])
+		ingest_multiline_flush(rt->multiline[src], on_record, &c);
 }
 
 void runtime_transition(void *ctx, const struct rules_transition *t)

@@ -12,6 +12,7 @@
 #define KLAXON_PIPELINE_H
 
 #include "common/kl.h"
+#include "ingest/ingest.h"
 
 struct ev_loop;
 #include "parsers/parsers.h"
@@ -33,6 +34,7 @@ struct runtime {
 	struct sinks *sinks;
 	bool event_sinks;	    /* any sink wants events */
 	struct parser_event *events; /* one per source, reused */
+	struct ingest_multiline **multiline; /* per source; NULL: single-line records */
 	struct source_stats *stats;
 	uint64_t alerts;	    /* transitions seen */
 };
@@ -55,6 +57,15 @@ void runtime_free(struct runtime *rt);
  */
 int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us,
 		 int64_t *event_us);
+/*
+ * A line of source src as read (run): through the source's multi-line
+ * assembler when it has one (complete records are parsed and fed), else
+ * parsed and fed at once.
+ */
+void runtime_input(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us);
+/* Hand out src's pending multi-line record (timeout, end of input). */
+void runtime_input_flush(struct runtime *rt, unsigned src);
+
 /* Only parse (and count) into rt->events[src]; runtime_feed hands it on. */
 int runtime_line_parse(struct runtime *rt, unsigned src, const char *line, size_t len,
 		       int64_t read_us, int64_t *event_us);

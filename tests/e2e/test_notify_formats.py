@@ -41,6 +41,17 @@ path labels (webhook, alertmanager) and path fields (slack with its & < >
 entities, discord, teams) are exactly the raw bytes decoded with U+FFFD
 replacement; and no string of any payload holds a NUL (none was written).
 
+Phase 3, limits: twelve alerts with 1600-character paths (multi-byte, some
+outside the BMP). Webhook and alertmanager carry every path whole; slack keeps
+at most 20 attachments and 40,000 characters of text; discord at most 10
+embeds (the content says how many were left out), title 256, description
+4096, 25 fields of 256/1024, 6000 over all embeds (counted in UTF-16 units);
+teams stays under 28 KB and 10 sections; every cut value is a prefix of the
+real one on a whole character, marked with "…".
+
+A second alertmanager sink is given its URL with /api/v2/alerts already on:
+it is not doubled.
+
 Deadlines only guard against a hang; nothing asserts a duration.
 """
 import calendar
@@ -63,6 +74,7 @@ ALERT = "Err5xx"
 SINKS = {           # sink name → (type, receiver path, where the receiver sees it)
     "hook": ("webhook", "/hook", "/hook"),
     "am": ("alertmanager", "/am", "/am/api/v2/alerts"),
+    "am2": ("alertmanager", "/am2/api/v2/alerts", "/am2/api/v2/alerts"),   # given in full
     "chat": ("slack", "/slack", "/slack"),
     "disc": ("discord", "/discord", "/discord"),
     "msteams": ("teams", "/teams", "/teams"),
@@ -372,6 +384,70 @@ def check_chat(typ, body, status, expect, what):
         check_texts(secs, "facts", "name", "value", "text", expect, lambda x: x, what)
 
 
+# ---------------------------------------------------------------- limits
+
+
+def u16(s):
+    return len(s.encode("utf-16-le")) // 2
+
+
+def cut_ok(got, full, what):
+    """got is full, or a prefix of it (whole characters) followed by "…"."""
+    check(got == full or (got.endswith("\u2026") and full.startswith(got[:-1])),
+          "%s: %r… is neither the value nor a prefix of it marked with …" % (what, got[:80]))
+
+
+def check_limits(rv, before, paths):
+    for sink, (typ, _, _) in SINKS.items():
+        ms = messages(rv, sink)[before:]
+        check(ms, "phase 3: no message to %s" % sink)
+        for i, req in enumerate(ms):
+            parse(req, "phase 3, message %d to %s (%s)" % (i + 1, sink, typ))
+        req = ms[-1]
+        what = "phase 3, %s (%s)" % (sink, typ)
+        body = parse(req, what)
+        if typ == "webhook":
+            got = sorted(a["labels"]["path"] for a in body["alerts"])
+            check(got == sorted(paths), "%s: the path labels are not the paths, whole" % what)
+        elif typ == "alertmanager":
+            got = sorted(a["labels"]["path"] for a in body)
+            check(got == sorted(paths), "%s: the path labels are not the paths, whole" % what)
+        elif typ == "slack":
+            atts = body["attachments"]
+            check(len(atts) == len(paths) and len(atts) <= 20, "%s: %d attachments for %d alerts"
+                  % (what, len(atts), len(paths)))
+            check(len(body["text"]) <= 40000, "%s: text over 40,000 characters" % what)
+            for v in card_paths(atts, "fields", "title", "value"):
+                cut_ok(v, [p for p in paths if p.startswith(v.rstrip("\u2026")[:12])][0], what)
+        elif typ == "discord":
+            embeds = body["embeds"]
+            check(len(body["content"]) <= 2000, "%s: content over 2000" % what)
+            check(len(embeds) <= 10, "%s: %d embeds, Discord takes at most 10" % (what, len(embeds)))
+            check(str(len(paths) - len(embeds)) in body["content"],
+                  "%s: %d alerts left out, and the content %r does not say so"
+                  % (what, len(paths) - len(embeds), body["content"]))
+            total = 0
+            for e in embeds:
+                check(u16(e.get("title", "")) <= 256, "%s: an embed title over 256" % what)
+                check(u16(e.get("description", "")) <= 4096, "%s: a description over 4096" % what)
+                check(len(e.get("fields", [])) <= 25, "%s: more than 25 fields" % what)
+                total += u16(e.get("title", "")) + u16(e.get("description", ""))
+                for f in e.get("fields", []):
+                    check(u16(f["name"]) <= 256 and u16(f["value"]) <= 1024,
+                          "%s: a field over 256/1024: %r" % (what, f["name"]))
+                    total += u16(f["name"]) + u16(f["value"])
+            check(total <= 6000, "%s: %d characters over all embeds, Discord takes at most 6000"
+                  % (what, total))
+            for v in card_paths(embeds, "fields", "name", "value"):
+                cut_ok(v, [p for p in paths if p.startswith(v.rstrip("\u2026")[:12])][0], what)
+        else:
+            check(len(req.body) <= 28 * 1024, "%s: %d bytes, over Teams' 28 KB" % (what, len(req.body)))
+            check(len(body["sections"]) <= 10, "%s: %d sections" % (what, len(body["sections"])))
+            for v in card_paths(body["sections"], "facts", "name", "value"):
+                cut_ok(v, [p for p in paths if p.startswith(v.rstrip("\u2026")[:12])][0], what)
+        log("%s ok (%d bytes)" % (what, len(req.body)))
+
+
 # ---------------------------------------------------------------- the test
 
 
@@ -521,6 +597,19 @@ sinks:
         for i, req in enumerate(messages(rv, s)[n_firing:]):
             parse(req, "phase 2, resolved message %d to %s (%s)" % (i + 1, s, typ))
     check_round(kl, rv, len(messages(rv, "hook")) - 1, "resolved", HOSTILE, "phase 2")
+
+    # ---- phase 3: many long alerts: complete where the format has no limit,
+    # within each chat service's limits, cut on whole characters with "…"
+    before = len(messages(rv, "hook"))
+    unit = "\u00e9\u20ac\U0001F600x"   # 2, 3, 4 and 1 bytes; 1, 1, 2 and 1 UTF-16 units
+    longs = [("/long/%02d/" % i + unit * 400).encode("utf-8") for i in range(12)]
+    append(access, [nginx_bytes(p, 503) for p in longs])
+    def twelve():
+        ms = messages(rv, "hook")[before:]
+        return ms and len(ms[-1].json()["alerts"]) == len(longs)
+    kl.wait(twelve, "a webhook message with the twelve long alerts", 40)
+    time.sleep(1.5)
+    check_limits(rv, before, [expected_text(p) for p in longs])
 
     # ---- the secret never shows; a clean stop
     rc = kl.stop()

@@ -26,7 +26,9 @@ only guard against a hang.
              running klaxon: Muted fires but no message names it while a
              control alert's message arrives; `klaxon silence expire ID` → a
              firing message for Muted arrives. `silence list` shows the
-             silence active, then expired.
+             silence active, then expired. A silence `--for 3s` on Brief ends
+             by itself: Brief's message arrives, and not before the silence's
+             ends_at (a lower bound only).
   inhibit    a NoTraffic flatline (count() == 0 over a source that never gets a
              line) labelled service=shop fires; then HighErrors fires for
              service=shop and service=blog; with inhibit {source_match
@@ -42,8 +44,8 @@ import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import check, log, main, tail, tmpdir, write, yaml_str  # noqa: E402
-from receiver import Klaxon, Receiver, append, nginx_bytes, webhook_alerts  # noqa: E402
+from e2elib import check, log, main, rfc3339, tail, tmpdir, write, yaml_str  # noqa: E402
+from receiver import Klaxon, Receiver, append, nginx_bytes  # noqa: E402
 
 QUIET = 2.5   # seconds left for a message too many to arrive (> every group_interval here)
 
@@ -267,6 +269,10 @@ rules:
     source: nginx
     expr: last(status, path == '/control') >= 500
     window: 1m
+  - alert: Brief
+    source: nginx
+    expr: last(status, path == '/brief') >= 500
+    window: 1m
 """, ["sil"], "notify: {group_wait: 0s, group_interval: 1s, repeat_interval: 1h}\n")
     kl.start()
     nx = logs["nginx"]
@@ -300,8 +306,29 @@ rules:
     rc, out, err = kl.cli("silence", "list")
     check(rc == 0 and re.search(r"^%s\s+expired\b" % sid, out, re.M),
           "klaxon silence list does not show %s expired (exit %s):\n%s%s" % (sid, rc, out, err))
+
+    # a silence that ends by itself: the alert is sent at its end, not before
+    rc, out, err = kl.cli("silence", "add", "--match", "alertname=Brief", "--for", "3s")
+    check(rc == 0, "klaxon silence add exited %s: %s%s" % (rc, out, err))
+    sid2 = out.strip()
+    kl.wait_log("2 silence(s) loaded", "the running klaxon to load the second silence")
+    with open(os.path.join(kl.dir, "state", "silences.json"), encoding="utf-8") as f:
+        text = f.read()
+    found = [x for x in json.loads(text).get("silences", []) if x.get("id") == sid2]
+    check(found and found[0].get("ends_at"), "silences.json has no ends_at for %s:\n%s" % (sid2, text))
+    ends_at = found[0]["ends_at"]
+    ends = rfc3339(ends_at)
+    append(nx, nginx_bytes("/brief", 503))
+    kl.wait_transition("Brief", "firing")
+    kl.wait(lambda: [r for r, m in msgs(rv, name, "sil") if ("Brief", None, "firing") in alert_set(m)],
+            "Brief's message once its 3 s silence ended by itself")
+    first = [r for r, m in msgs(rv, name, "sil") if ("Brief", None, "firing") in alert_set(m)][0]
+    # a lower bound, which slowness cannot break: not sent while silenced
+    check(first.t_ms / 1000.0 >= ends - 1.0, "Brief was sent at %.3f, before its silence ended "
+          "(%s)" % (first.t_ms / 1000.0, ends_at))
     finish(kl)
-    log("silence: Muted held back while silenced, delivered once the silence expired")
+    log("silence: Muted held back while silenced, delivered once the silence expired; "
+        "Brief delivered when its silence ended by itself")
 
 
 # ---------------------------------------------------------------- inhibition

@@ -20,16 +20,21 @@ both resolve (message 3), while the receiver misbehaves. Then:
   503+RA         the same with Retry-After: 1 (the gaps between attempts are
                  logged, not asserted).
   down           the receiver's port is closed (nothing listens) while the
-                 three messages are produced; klaxon logs the outage; then the
+                 three messages are produced; klaxon logs the outage; a second
+                 sink on the same route, whose receiver is up, gets all three
+                 meanwhile (one sink's outage holds back no other); then the
                  receiver starts on that port.
   sigkill        the receiver is down; /r/1 fires; klaxon logs the outage and is
                  killed with SIGKILL; the receiver starts; klaxon restarts with
-                 the same state_dir: message 1 arrives, exactly once.
+                 the same state_dir: message 1 arrives, exactly once; killed
+                 and restarted again, it is not sent a second time.
   400            the receiver answers 400 (a two-line body) once: that message is
                  dropped after one attempt (exactly one request in the next
                  seconds, no retry) and logged with the body's first line; the
                  next alert's message is then delivered.
 
+The webhook URL carries a token in its query: klaxon's log (which reports
+every outage and refusal with the URL) never shows its path or query.
 Deadlines only guard against a hang; nothing asserts a duration.
 """
 import json
@@ -51,9 +56,10 @@ rules:
     by: [path]
 """
 QUIET = 2.5
+TOKEN = "tok3n-in-the-query-d41d8cd9"   # a webhook URL's path and query are secrets
 
 
-def setup(rv, name, start_from="beginning"):
+def setup(rv, name, start_from="beginning", peer=None):
     d = os.path.join(rv.dir, name)
     os.makedirs(os.path.join(d, "state"))
     access = os.path.join(d, "access.log")
@@ -68,9 +74,10 @@ sources:
 sinks:
   - {name: out, type: stdout}
   - {name: hook, type: webhook, url: %s}
-notify: {group_wait: 0s, group_interval: 1s, repeat_interval: 1h}
+%snotify: {group_wait: 0s, group_interval: 1s, repeat_interval: 1h}
 """ % (yaml_str(os.path.join(d, "state")), yaml_str(access), start_from,
-       yaml_str(rv.url("/%s/hook" % name))))
+       yaml_str(rv.url("/%s/hook?token=%s" % (name, TOKEN))),
+       ("  - {name: peer, type: webhook, url: %s}\n" % yaml_str(peer)) if peer else ""))
     return Klaxon(d, cfg), access
 
 
@@ -138,6 +145,13 @@ def check_delivery(rv, path, what, refused_expected=None):
 def finish(kl):
     rc = kl.stop()
     check(rc == 0, "klaxon run exited %s on SIGTERM:\n%s" % (rc, tail(kl.stderr())))
+    err = ""
+    for i in range(1, kl.runs + 1):   # every run's log
+        with open(os.path.join(kl.dir, "klaxon.%d.err" % i), errors="replace") as f:
+            err += f.read()
+    for secret in (TOKEN, "/hook", "/peer"):
+        check(secret not in err, "klaxon's log shows the webhook URL's path or query (%r), "
+              "which it must redact:\n%s" % (secret, tail(err)))
 
 
 # ---------------------------------------------------------------- scenarios
@@ -164,10 +178,15 @@ def down(rv):
     name = "down"
     rv2 = Receiver(rv.dir, "down-receiver")
     rv2.reserve_port()
-    kl, access = setup(rv2, name)
+    kl, access = setup(rv2, name, peer=rv.url("/down/peer"))
     kl.start()
     path = "/%s/hook" % name
     story(kl, access, lambda: "retrying with backoff" in kl.stderr())
+    check(not rv2.requests(path), "the receiver was down, yet it recorded requests")
+    # another sink of the same route is not held back by this one's outage
+    kl.wait(all_resolved(rv, "/down/peer"), "the other sink to get every message while the "
+            "first one's receiver is down", 60)
+    check_delivery(rv, "/down/peer", "down (the other sink)", refused_expected=0)
     check(not rv2.requests(path), "the receiver was down, yet it recorded requests")
     time.sleep(2)
     rv2.start()
@@ -205,6 +224,14 @@ def sigkill(rv):
     check(states(reqs[0].json()) == [("/r/1", "firing")],
           "the message delivered after the restart is %r, expected /r/1 firing" % states(reqs[0].json()))
     pending = [l for l in kl.stderr().splitlines() if "pending" in l]
+    # delivered means acknowledged in the spool: another SIGKILL and restart
+    # must not send it again
+    kl.kill()
+    kl.start()
+    time.sleep(QUIET + 1)   # past the first retry step: a re-send would be here
+    reqs = rv3.requests(path)
+    check(len(reqs) == 1, "the message delivered before a second SIGKILL was sent again after "
+          "the restart:\n%s" % show(reqs))
     finish(kl)
     rv3.stop()
     log("sigkill: the spooled message arrived once after the restart%s"

@@ -532,7 +532,7 @@ static void test_source_errors(void **state)
 		      "2:60: expected a mapping for 'multiline', found a scalar\n");
 	expect_errors(f, "sources:\n  - {name: a, path: /x, parser: ngnix}\n",
 		      "2:33: unknown parser 'ngnix' for source 'a'; expected a built-in "
-		      "(nginx_combined, nginx_timed) or one defined under 'parsers:'\n");
+		      "(nginx_combined, nginx_timed, gunicorn_access, django, postgres, json, postgres_json) or one defined under 'parsers:'\n");
 	expect_errors(f,
 		      "parsers:\n"
 		      "  - {name: edge, regex: '(?<a>.)'}\n"
@@ -540,7 +540,7 @@ static void test_source_errors(void **state)
 		      "sources:\n"
 		      "  - {name: a, path: /x, parser: egde}\n",
 		      "5:33: unknown parser 'egde' for source 'a'; expected a built-in "
-		      "(nginx_combined, nginx_timed) or one from 'parsers:' (edge, pg)\n");
+		      "(nginx_combined, nginx_timed, gunicorn_access, django, postgres, json, postgres_json) or one from 'parsers:' (edge, pg)\n");
 	/* several problems in one file, all reported, in order */
 	expect_errors(f,
 		      "sources:\n"
@@ -557,29 +557,43 @@ static void test_source_errors(void **state)
 		      "8:9: invalid address 'x' for 'listen'; expected HOST:PORT (e.g. "
 		      "127.0.0.1:9731)\n"
 		      "7:13: unknown parser 'nope' for source 'a'; expected a built-in "
-		      "(nginx_combined, nginx_timed) or one defined under 'parsers:'\n");
+		      "(nginx_combined, nginx_timed, gunicorn_access, django, postgres, json, postgres_json) or one defined under 'parsers:'\n");
 }
 
-static void load_multiline(struct fx *f)
+static void test_multiline(void **state)
 {
+	struct fx *f = *state;
 	struct config *c;
 	expect_ok(f,
 		  "sources:\n"
 		  "  - name: app\n"
 		  "    path: /x\n"
 		  "    parser: nginx_combined\n"
-		  "    multiline: {start: '^\\d', timeout: 500ms}\n",
+		  "    multiline: {start: '^\\d', timeout: 250ms, max_lines: 20, max_bytes: 64KiB}\n",
 		  &c);
+	const struct config_multiline *m = &c->sources[0].multiline;
+	assert_true(m->set);
+	assert_string_equal(m->start, "^\\d");
+	assert_null(m->continuation);
+	assert_int_equal(m->timeout_us, 250000);
+	assert_int_equal(m->max_lines, 20);
+	assert_int_equal(m->max_bytes, 65536);
 	config_free(c);
-}
 
-static void test_multiline_warns(void **state)
-{
-	struct fx *f = *state;
-	char *err = capture_stderr(load_multiline, f);
-	assert_string_equal(err, "klaxon: warning: config: source 'app': 'multiline' is not "
-				 "implemented in this version and is ignored\n");
-	free(err);
+	expect_errors(f,
+		      "sources:\n  - {name: a, path: /x, parser: nginx_combined,"
+		      " multiline: {start: '(', timeout: 1s}}\n",
+		      "2:68: source 'a': multiline start: missing closing parenthesis at offset 1\n");
+	expect_errors(f,
+		      "sources:\n  - {name: a, path: /x, parser: nginx_combined,"
+		      " multiline: {start: 'a', continuation: 'b'}}\n",
+		      "2:60: source 'a': multiline needs exactly one of 'start' or 'continuation'\n");
+	expect_errors(f,
+		      "sources:\n  - {name: a, path: /x, parser: nginx_combined,"
+		      " multiline: {start: 'a', max_lines: 0, strat: 1}}\n",
+		      "2:84: 'max_lines' must be a number from 1 to 64Mi\n"
+		      "2:87: unknown key 'strat' in the multiline of source 'a'; expected one of: "
+		      "start, continuation, timeout, max_lines, max_bytes\n");
 }
 
 static void test_parser_errors(void **state)
@@ -596,7 +610,7 @@ static void test_parser_errors(void **state)
 	expect_errors(f, "parsers:\n  - {regex: '(?<a>.)'}\n", "2:5: parser is missing 'name'\n");
 	expect_errors(f, "parsers:\n  - {name: p, regx: '(?<a>.)'}\n",
 		      "2:15: unknown key 'regx' in parser 'p'; expected one of: name, type, "
-		      "regex, types, time\n");
+		      "regex, types, time, log_line_prefix, format\n");
 	expect_errors(f, "parsers:\n  - [a]\n",
 		      "2:5: expected a mapping for each entry of 'parsers', found a list\n");
 	/* parser_new's own messages, placed at the node they are about */
@@ -605,7 +619,7 @@ static void test_parser_errors(void **state)
 		      "type)\n");
 	expect_errors(f, "parsers:\n  - {name: p, type: ngnix}\n",
 		      "2:21: parser 'p': unknown built-in parser 'ngnix'; expected one of: "
-		      "nginx_combined, nginx_timed (or a regex)\n");
+		      "nginx_combined, nginx_timed, gunicorn_access, django, postgres, json, postgres_json (or a regex)\n");
 	expect_errors(f, "parsers:\n  - {name: p, type: nginx_timed, regex: 'x'}\n",
 		      "2:21: parser 'p': built-in parser 'nginx_timed' has its own regex; remove "
 		      "'regex' (or drop 'type' to use yours)\n");
@@ -1322,7 +1336,7 @@ int main(void)
 		T(test_rule_files),
 		T(test_rule_files_dir_metachars),
 		T(test_source_errors),
-		T(test_multiline_warns),
+		T(test_multiline),
 		T(test_parser_errors),
 		T(test_sink_errors),
 		T(test_notify_full),

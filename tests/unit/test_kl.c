@@ -1,7 +1,8 @@
 /*
  * test_kl.c — unit tests for common/: kl.c (buffers, JSON output, bounded
  * parsing, time and duration formatting, logging, problem reports, files) and
- * kl_yaml.c (marks, aliases and anchors, duplicate keys, libyaml errors).
+ * kl_yaml.c (marks, aliases and anchors, duplicate keys, libyaml errors, the
+ * place in the file of a byte of a scalar's value).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1211,6 +1212,363 @@ static void test_yaml_file(void **state)
 	free(dir);
 }
 
+/* ------------------------------------------------------------------------- */
+/* kl_ynode_source_pos: from a byte of a scalar's value back to the file */
+
+/* Assert that byte off of n's value is written at line:col. */
+#define assert_pos(n, off, line, col)                                            \
+	do {                                                                       \
+		int l_ = -1, c_ = -1;                                              \
+		assert_int_equal(kl_ynode_source_pos((n), (off), &l_, &c_), 0);  \
+		assert_int_equal(l_, (line));                                      \
+		assert_int_equal(c_, (col));                                       \
+	} while (0)
+
+/* The offset of the first sub in n's value. */
+static size_t value_off(const struct kl_ynode *n, const char *sub)
+{
+	const char *p = strstr(n->str, sub);
+	assert_non_null(p);
+	return (size_t)(p - n->str);
+}
+
+/* Load text and return the value of key (the tree in *root). */
+static const struct kl_ynode *yget(const char *text, const char *key, struct kl_ynode **root)
+{
+	struct memdiag m;
+	memdiag_open(&m);
+	*root = yload(text, &m);
+	assert_non_null(*root);
+	assert_int_equal(m.d.errors, 0);
+	memdiag_close(&m);
+	const struct kl_ynode *n = kl_ymap_get(*root, key);
+	assert_non_null(n);
+	return n;
+}
+
+/* The same for a scalar value. */
+static const struct kl_ynode *ykey(const char *text, const char *key, struct kl_ynode **root)
+{
+	const struct kl_ynode *n = yget(text, key, root);
+	assert_int_equal(n->type, KL_Y_SCALAR);
+	return n;
+}
+
+static void test_source_pos_plain(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	/* one line: the scalar's column plus the offset */
+	const struct kl_ynode *n = ykey("expr: count(stauts > 1) > 0\n", "expr", &root);
+	assert_string_equal(n->str, "count(stauts > 1) > 0");
+	assert_int_equal(n->src_off, 6);
+	assert_int_equal(n->src_len, 21);
+	assert_memory_equal(n->src, "count(stauts > 1) > 0", 21);
+	assert_pos(n, 0, 1, 7);
+	assert_pos(n, value_off(n, "stauts"), 1, 13);
+	assert_pos(n, n->len, 1, 28); /* just after the value */
+	kl_yaml_free(root);
+
+	/* several lines: a break folded into a space is at the end of its
+	 * line, the next line's indentation is skipped */
+	n = ykey("a:\n  count(x) > 0 and\n    count(stauts) > 1\n", "a", &root);
+	assert_string_equal(n->str, "count(x) > 0 and count(stauts) > 1");
+	assert_pos(n, 0, 2, 3);
+	assert_pos(n, 16, 2, 19);
+	assert_pos(n, value_off(n, "count(stauts"), 3, 5);
+	assert_pos(n, value_off(n, "stauts"), 3, 11);
+	assert_pos(n, n->len, 3, 22);
+	kl_yaml_free(root);
+
+	/* an empty line is a line break of the value */
+	n = ykey("p: one\n\n  two  three\n", "p", &root);
+	assert_string_equal(n->str, "one\ntwo  three");
+	assert_pos(n, 3, 2, 1);
+	assert_pos(n, 4, 3, 3);
+	assert_pos(n, value_off(n, "  three"), 3, 6);
+	assert_pos(n, value_off(n, "three"), 3, 8);
+	kl_yaml_free(root);
+
+	/* a tag and a comment before the value are skipped */
+	n = ykey("t: !!str # note\n  x  y\n", "t", &root);
+	assert_string_equal(n->str, "x  y");
+	assert_int_equal(n->line, 1);
+	assert_int_equal(n->col, 4);
+	assert_pos(n, 0, 2, 3);
+	assert_pos(n, 3, 2, 6);
+	kl_yaml_free(root);
+}
+
+static void test_source_pos_single(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	const struct kl_ynode *n = ykey("s: 'it''s ''x'' and stauts'\n", "s", &root);
+	assert_string_equal(n->str, "it's 'x' and stauts");
+	assert_int_equal(n->src_off, 3);
+	assert_int_equal(n->src_len, 24);
+	assert_memory_equal(n->src, "'it''s ''x'' and stauts'", 24);
+	assert_pos(n, 0, 1, 5);
+	assert_pos(n, 2, 1, 7); /* '' is one quote, at its first */
+	assert_pos(n, 3, 1, 9);
+	assert_pos(n, 5, 1, 11);
+	assert_pos(n, 6, 1, 13);
+	assert_pos(n, 7, 1, 14);
+	assert_pos(n, 8, 1, 16);
+	assert_pos(n, value_off(n, "stauts"), 1, 21);
+	assert_pos(n, n->len, 1, 27); /* the closing quote */
+	kl_yaml_free(root);
+
+	/* folded over lines */
+	n = ykey("s: 'a ''b''\n    c\n\n   d'\n", "s", &root);
+	assert_string_equal(n->str, "a 'b' c\nd");
+	assert_pos(n, 5, 1, 12);
+	assert_pos(n, 6, 2, 5);
+	assert_pos(n, 7, 3, 1);
+	assert_pos(n, 8, 4, 4);
+	kl_yaml_free(root);
+}
+
+static void test_source_pos_double(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	/* every kind of escape is one place, whatever it yields */
+	const struct kl_ynode *n =
+		ykey("d: \"a\\\\b\\\"c\\nd\\te\\x41f\\u00e9g\\u20ach\\U0001F600i stauts\"\n", "d",
+		     &root);
+	assert_int_equal(n->len, 30);
+	assert_memory_equal(n->str, "a\\b\"c\nd\teAf\xc3\xa9g\xe2\x82\xach\xf0\x9f\x98\x80i stauts", 30);
+	static const struct {
+		size_t off;
+		int col;
+	} want[] = {
+		{ 0, 5 },   { 1, 6 },	{ 2, 8 },   { 3, 9 },	/* a \\ b \" */
+		{ 4, 11 },  { 5, 12 },	{ 6, 14 },  { 7, 15 },	/* c \n d \t */
+		{ 8, 17 },  { 9, 18 },	{ 10, 22 },		/* e \x41 f */
+		{ 11, 23 }, { 12, 23 }, { 13, 29 },		/* \u00e9 (2 bytes) g */
+		{ 14, 30 }, { 15, 30 }, { 16, 30 }, { 17, 36 }, /* \u20ac (3 bytes) h */
+		{ 18, 37 }, { 21, 37 }, { 22, 47 },		/* \U0001F600 (4 bytes) i */
+		{ 23, 48 }, { 24, 49 }, { 30, 55 },		/* ' ' stauts, the quote */
+	};
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		assert_pos(n, want[i].off, 1, want[i].col);
+	kl_yaml_free(root);
+
+	/* line folding, an escaped line break (nothing), an empty line (a
+	 * break), a tab escaped at the end of a line */
+	n = ykey("f: \"one\n    two \\\n  three\\\n\n  four\\t\n  five\"\n", "f", &root);
+	assert_string_equal(n->str, "one two three\nfour\t five");
+	assert_pos(n, 0, 1, 5);
+	assert_pos(n, 3, 1, 8);
+	assert_pos(n, 4, 2, 5);
+	assert_pos(n, 7, 2, 8);
+	assert_pos(n, value_off(n, "three"), 3, 3);
+	assert_pos(n, value_off(n, "\n"), 4, 1);
+	assert_pos(n, value_off(n, "four"), 5, 3);
+	assert_pos(n, value_off(n, "\t"), 5, 7);
+	assert_pos(n, value_off(n, " five"), 5, 9);
+	assert_pos(n, value_off(n, "five"), 6, 3);
+	assert_pos(n, n->len, 6, 7);
+	kl_yaml_free(root);
+}
+
+static void test_source_pos_block(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	/* folded, stripped: the header and the indentation yield nothing */
+	const struct kl_ynode *n = ykey("e: >-\n"
+					"  count(status >= 500) > 0 and\n"
+					"  count(stauts > 1) > 0\n"
+					"\n"
+					"  last\n"
+					"x: 1\n",
+					"e", &root);
+	assert_string_equal(n->str, "count(status >= 500) > 0 and count(stauts > 1) > 0\nlast");
+	assert_int_equal(n->line, 1);
+	assert_int_equal(n->col, 4);
+	assert_pos(n, 0, 2, 3);
+	assert_pos(n, 28, 2, 31); /* the folded break */
+	assert_pos(n, value_off(n, "stauts"), 3, 9);
+	assert_pos(n, value_off(n, "\n"), 4, 1);
+	assert_pos(n, value_off(n, "last"), 5, 3);
+	assert_pos(n, n->len, 5, 7);
+	kl_yaml_free(root);
+
+	/* literal: every break stays, more indentation is content */
+	n = ykey("l: |\n  one\n    two\n  three\n", "l", &root);
+	assert_string_equal(n->str, "one\n  two\nthree\n");
+	assert_memory_equal(n->src, "|\n  one\n    two\n  three\n", n->src_len);
+	assert_pos(n, 0, 2, 3);
+	assert_pos(n, 3, 2, 6);
+	assert_pos(n, 4, 3, 3);
+	assert_pos(n, 6, 3, 5);
+	assert_pos(n, 9, 3, 8);
+	assert_pos(n, 10, 4, 3);
+	assert_pos(n, 15, 4, 8);
+	kl_yaml_free(root);
+
+	/* an indentation indicator, relative to the enclosing mapping; a
+	 * comment after the header */
+	n = yget("m:\n  k: |2- # c\n     x\n    y\n", "m", &root);
+	n = kl_ymap_get(n, "k");
+	assert_non_null(n);
+	assert_string_equal(n->str, " x\ny");
+	assert_int_equal(n->src_indent, 2);
+	assert_pos(n, 0, 3, 5);
+	assert_pos(n, 1, 3, 6);
+	assert_pos(n, 3, 4, 5);
+	kl_yaml_free(root);
+}
+
+/* Columns count characters, as in every other report. */
+static void test_source_pos_utf8(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	const struct kl_ynode *n = ykey("u: '\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 stauts'\n", "u", &root);
+	assert_int_equal(n->src_len, 1 + 2 + 3 + 4 + 8);
+	assert_pos(n, 0, 1, 5);
+	assert_pos(n, 2, 1, 6);
+	assert_pos(n, 5, 1, 7);
+	assert_pos(n, value_off(n, "stauts"), 1, 9);
+	kl_yaml_free(root);
+
+	/* a BOM (no column) and CR LF line ends; src_off counts bytes */
+	n = ykey("\xef\xbb\xbf" "a: \xc3\xa9\r\nc: >\r\n  one\r\n  \xc3\xa9 two\r\n", "c", &root);
+	assert_string_equal(n->str, "one \xc3\xa9 two\n");
+	assert_pos(n, 0, 3, 3);
+	assert_pos(n, 3, 3, 6);
+	assert_pos(n, value_off(n, "two"), 4, 5);
+	const struct kl_ynode *a = kl_ymap_get(root, "a");
+	assert_int_equal(a->col, 4);
+	assert_int_equal(a->src_off, 6);
+	assert_int_equal(a->src_len, 2);
+	assert_pos(a, 2, 1, 5);
+	kl_yaml_free(root);
+}
+
+/* Failures leave the scalar's own place, ready for a report. */
+static void test_source_pos_errors(void **state)
+{
+	(void)state;
+	struct kl_ynode *root;
+	const struct kl_ynode *n = yget("k:\n  v: \"x\\ty\"\n", "k", &root);
+	int line = -1, col = -1;
+	assert_int_equal(kl_ynode_source_pos(NULL, 0, &line, &col), -EINVAL);
+	assert_int_equal(line, 0);
+	assert_int_equal(col, 0);
+	assert_int_equal(kl_ynode_source_pos(n, 0, &line, &col), -EINVAL); /* a mapping */
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 3);
+	const struct kl_ynode *v = kl_ymap_get(n, "v");
+	assert_int_equal(kl_ynode_source_pos(v, v->len + 1, &line, &col), -EINVAL);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 6);
+
+	/* no source text kept */
+	struct kl_ynode copy = *v;
+	copy.src = NULL;
+	line = col = -1;
+	assert_int_equal(kl_ynode_source_pos(&copy, 0, &line, &col), -ENOENT);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 6);
+	/* a source that does not give back the value: never a guess */
+	char other[] = "x\tz";
+	copy = *v;
+	copy.str = other;
+	assert_pos(&copy, 1, 2, 8);
+	assert_int_equal(kl_ynode_source_pos(&copy, 2, &line, &col), -ENOENT);
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 6);
+	copy.plain = true; /* a quoted text for a plain scalar */
+	assert_int_equal(kl_ynode_source_pos(&copy, 0, &line, &col), -ENOENT);
+	kl_yaml_free(root);
+
+	/* a UTF-16 document: marks are fine, the text is not kept */
+	static const char u16[] = "\xff\xfe" "a\0:\0 \0x\0\n\0";
+	struct memdiag m;
+	memdiag_open(&m);
+	root = kl_yaml_load_mem("t.yml", u16, sizeof u16 - 1, &m.d);
+	assert_non_null(root);
+	memdiag_close(&m);
+	v = kl_ymap_get(root, "a");
+	assert_non_null(v);
+	assert_null(v->src);
+	assert_int_equal(kl_ynode_source_pos(v, 0, &line, &col), -ENOENT);
+	assert_int_equal(line, 1);
+	assert_int_equal(col, 4);
+	kl_yaml_free(root);
+}
+
+/* Every byte of every scalar of a document in all styles maps to a place
+ * that holds that byte (or the escape that makes it). */
+static void check_scalars(const struct kl_ynode *n, const char *doc)
+{
+	if (n->type != KL_Y_SCALAR) {
+		for (size_t i = 0; i < n->n; i++) {
+			if (n->keys)
+				check_scalars(n->keys[i], doc);
+			check_scalars(n->items[i], doc);
+		}
+		return;
+	}
+	assert_non_null(n->src);
+	assert_memory_equal(doc + n->src_off, n->src, n->src_len);
+	for (size_t off = 0; off <= n->len; off++) {
+		int line, col;
+		assert_int_equal(kl_ynode_source_pos(n, off, &line, &col), 0);
+		const char *p = doc; /* ASCII, LF: columns are bytes */
+		for (int l = 1; l < line; l++)
+			p = strchr(p, '\n') + 1;
+		p += col - 1;
+		if (off == n->len)
+			continue;
+		char c = n->str[off];
+		if (c == ' ' || c == '\n')
+			assert_true(*p == ' ' || *p == '\n' || *p == '\\');
+		else
+			assert_true(*p == c || *p == '\\');
+	}
+}
+
+static void test_source_pos_all(void **state)
+{
+	(void)state;
+	static const char doc[] = "plain: a b\n"
+				  "  c\n"
+				  "\n"
+				  "  d\n"
+				  "single: 'a ''b''\n"
+				  "\n"
+				  "  c'\n"
+				  "double: \"a\\tb \\\"c\\\"\n"
+				  "  d\\\n"
+				  "  e \\x41\"\n"
+				  "list:\n"
+				  "- |+\n"
+				  "  keep\n"
+				  "\n"
+				  "- >2\n"
+				  "   more\n"
+				  "  less\n"
+				  "   more\n"
+				  "- {k: v, \"q\": 'w x', f: [y, z z]}\n"
+				  "? complex key\n"
+				  ": !!str |-\n"
+				  "  tagged\n"
+				  "last:\n";
+	struct memdiag m;
+	memdiag_open(&m);
+	struct kl_ynode *root = yload(doc, &m);
+	assert_non_null(root);
+	assert_int_equal(m.d.errors, 0);
+	memdiag_close(&m);
+	check_scalars(root, doc);
+	kl_yaml_free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1245,6 +1603,13 @@ int main(void)
 		cmocka_unit_test(test_yaml_many_keys),
 		cmocka_unit_test(test_yaml_first_document),
 		cmocka_unit_test(test_yaml_file),
+		cmocka_unit_test(test_source_pos_plain),
+		cmocka_unit_test(test_source_pos_single),
+		cmocka_unit_test(test_source_pos_double),
+		cmocka_unit_test(test_source_pos_block),
+		cmocka_unit_test(test_source_pos_utf8),
+		cmocka_unit_test(test_source_pos_errors),
+		cmocka_unit_test(test_source_pos_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
