@@ -68,11 +68,18 @@ struct json_state {
 	/* the scratch buffer strings are unescaped into */
 	char *scratch;
 	size_t cap;
+	/* top-level keys: bit f of by_byte[c] says path f starts with byte c;
+	 * rebuilt when the registry has grown (indexed for fields) */
+	uint64_t by_byte[256];
+	unsigned indexed;
 };
 
+/* A registered path that the enclosing keys matched so far: rest is what is
+ * left of it. */
 struct cand {
+	const char *rest;
+	uint32_t rl;
 	uint8_t field;
-	uint16_t pos; /* how much of the path the enclosing keys matched */
 };
 
 struct jscan {
@@ -277,6 +284,17 @@ static int scan_string(struct jscan *j, struct kl_str *body, bool *esc)
 	const char *s = j->s + 1, *e = j->e;
 	*esc = false;
 	for (;;) {
+		/* eight bytes at a time to the next '"' or '\\' */
+		while (e - s >= 8) {
+			uint64_t x, q, b;
+			memcpy(&x, s, 8);
+			q = x ^ 0x2222222222222222ull;
+			b = x ^ 0x5C5C5C5C5C5C5C5Cull;
+			if (((q - 0x0101010101010101ull) & ~q & 0x8080808080808080ull) |
+			    ((b - 0x0101010101010101ull) & ~b & 0x8080808080808080ull))
+				break;
+			s += 8;
+		}
 		while (s < e && *s != '"' && *s != '\\')
 			s++;
 		if (s >= e)
@@ -418,7 +436,8 @@ static int scan_literal(struct jscan *j, const char *lit, size_t n)
 	return 0;
 }
 
-static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, unsigned depth);
+static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, bool top,
+			unsigned depth);
 
 /* Any value, validated and skipped (or, for objects with candidates, parsed). */
 static int skip_value(struct jscan *j, unsigned depth)
@@ -432,7 +451,7 @@ static int skip_value(struct jscan *j, unsigned depth)
 	case '"':
 		return scan_string(j, &body, &esc);
 	case '{':
-		return parse_object(j, NULL, 0, depth);
+		return parse_object(j, NULL, 0, false, depth);
 	case '[':
 		if (depth >= JSON_MAX_DEPTH)
 			return -EINVAL;
@@ -468,9 +487,25 @@ static int skip_value(struct jscan *j, unsigned depth)
 	}
 }
 
+/* Match a key against the candidates: exact matches are targets, prefixes
+ * up to a '.' continue as children. */
+static void match_key(struct kl_str key, const struct cand *c, struct cand *child,
+		      unsigned *nchild, uint8_t *targets, unsigned *nt)
+{
+	if (key.len > c->rl || memcmp(c->rest, key.p, key.len) != 0)
+		return;
+	if (key.len == c->rl)
+		targets[(*nt)++] = c->field;
+	else if (c->rest[key.len] == '.')
+		child[(*nchild)++] = (struct cand){ c->rest + key.len + 1,
+						    c->rl - (uint32_t)key.len - 1, c->field };
+}
+
 /* The object at j->s ('{'). cands: the registered paths that the enclosing
- * keys matched so far. */
-static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, unsigned depth)
+ * keys matched so far; top: the object is the record (every path is a
+ * candidate: js->by_byte finds them by their first byte). */
+static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, bool top,
+			unsigned depth)
 {
 	const struct json_state *js = j->js;
 	struct parser_event *ev = j->ev;
@@ -493,23 +528,24 @@ static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, 
 		ws(j);
 		if (j->s >= j->e || *j->s != '"' || scan_string(j, &key, &esc) < 0)
 			return -EINVAL;
-		if (nc) {
+		if (nc || top) {
 			if (esc) { /* compare the unescaped key; the scratch is not kept */
 				size_t kl = unescape(key.p, key.len, j->out);
 				key = (struct kl_str){ j->out, kl };
 			}
-			for (unsigned c = 0; c < nc; c++) {
-				unsigned f = cands[c].field;
-				const char *rest = js->path[f] + cands[c].pos;
-				size_t rl = js->pathlen[f] - cands[c].pos;
-				if (key.len > rl || memcmp(rest, key.p, key.len) != 0)
-					continue;
-				if (key.len == rl)
-					targets[nt++] = (uint8_t)f;
-				else if (rest[key.len] == '.')
-					child[nchild++] = (struct cand){
-						(uint8_t)f, (uint16_t)(cands[c].pos + key.len + 1)
-					};
+			unsigned char k0 = key.len ? (unsigned char)key.p[0] : 0;
+			if (top) {
+				for (uint64_t m = js->by_byte[k0]; m; m &= m - 1) {
+					unsigned f = (unsigned)__builtin_ctzll(m);
+					struct cand c = { js->path[f], (uint32_t)js->pathlen[f],
+							  (uint8_t)f };
+					match_key(key, &c, child, &nchild, targets, &nt);
+				}
+			} else {
+				for (unsigned c = 0; c < nc; c++)
+					if ((unsigned char)cands[c].rest[0] == k0)
+						match_key(key, &cands[c], child, &nchild, targets,
+							  &nt);
 			}
 		}
 		ws(j);
@@ -533,7 +569,7 @@ static int parse_object(struct jscan *j, const struct cand *cands, unsigned nc, 
 				j->out += n;
 			}
 		} else if (c0 == '{' && nchild) {
-			if (parse_object(j, child, nchild, depth + 1) < 0)
+			if (parse_object(j, child, nchild, false, depth + 1) < 0)
 				return -EINVAL;
 			val = (struct kl_str){ vs, (size_t)(j->s - vs) };
 		} else {
@@ -570,8 +606,6 @@ int json_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 {
 	struct json_state *js = p->js;
 	const struct parser_fields *f = p->fields;
-	struct cand cands[PARSER_MAX_FIELDS];
-	unsigned nc = 0;
 
 	if (js->cap < len) {
 		size_t cap = js->cap ? js->cap : 256;
@@ -585,11 +619,15 @@ int json_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		js->scratch = s;
 		js->cap = cap;
 	}
-	for (unsigned i = 0; i < f->n; i++) {
-		ev->raw[i] = (struct kl_str){ NULL, 0 };
-		if (js->path[i])
-			cands[nc++] = (struct cand){ (uint8_t)i, 0 };
+	if (js->indexed != f->n) { /* fields were registered since */
+		memset(js->by_byte, 0, sizeof js->by_byte);
+		for (unsigned i = 0; i < f->n; i++)
+			if (js->path[i])
+				js->by_byte[(unsigned char)js->path[i][0]] |= 1ull << i;
+		js->indexed = f->n;
 	}
+	for (unsigned i = 0; i < f->n; i++)
+		ev->raw[i] = (struct kl_str){ NULL, 0 };
 	ev->parser = p;
 	ev->read_us = read_us;
 	ev->num_tried = 0;
@@ -598,7 +636,7 @@ int json_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 
 	struct jscan j = { rec, rec + len, js, ev, js->scratch };
 	ws(&j);
-	if (parse_object(&j, cands, nc, 0) < 0)
+	if (parse_object(&j, NULL, 0, true, 0) < 0)
 		goto bad;
 	ws(&j);
 	if (j.s != j.e)

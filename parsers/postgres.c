@@ -29,8 +29,8 @@
  * with PostgreSQL's padding ("%-10u", "%8d": blanks around the value).
  * Unknown escapes are ignored, as PostgreSQL ignores them. Values that may
  * hold blanks (application, command tag, backend type) are lazy, the others
- * stop at a blank; values are empty in processes without a session (and
- * "[unknown]" before authentication). Server messages are expected in
+ * stop at a blank; values are empty in processes without a session (such
+ * empty values are absent fields) and "[unknown]" before authentication. Server messages are expected in
  * English (lc_messages = 'C'), as every log analyser expects them.
  *
  * A record (the multi-line rule: a `continuation` regex, a TAB-indented line
@@ -192,7 +192,9 @@ static int prefix_regex(const char *prefix, enum naming naming, struct kl_buf *b
 		bool blank_next = nl == ' ' || nl == '\t';
 		if (pad > 0)
 			rc |= kl_buf_append_str(b, " *");
-		rc |= name ? kl_buf_appendf(b, "(?<%s>", name) : kl_buf_append_str(b, "(?:");
+		/* bodies have no top-level alternation: unnamed ones need no group */
+		if (name)
+			rc |= kl_buf_appendf(b, "(?<%s>", name);
 		switch (e->cls) {
 		case C_WORD:
 			/* %r: "host(port)", or "[local]" */
@@ -209,7 +211,8 @@ static int prefix_regex(const char *prefix, enum naming naming, struct kl_buf *b
 			rc |= kl_buf_append_str(b, e->re);
 			break;
 		}
-		rc |= kl_buf_append_str(b, ")");
+		if (name)
+			rc |= kl_buf_append_str(b, ")");
 		if (e->c == 'r')
 			rc |= kl_buf_append_str(b, naming == N_ALL ? "(?:\\((?<remote_port>\\d++)\\))?+"
 								 : "(?:\\(\\d++\\))?+");
@@ -391,6 +394,11 @@ int pg_post(struct parser *p, const char *rec, size_t len, size_t end, struct pa
 	size_t se = seg_end(rec, len, end);
 	struct kl_str stmt_line = { NULL, 0 };
 
+	/* an empty prefix value ("user=,db=" in a process without a session)
+	 * is absent, as when %q left it out */
+	for (unsigned i = 0; i < p->fields->n; i++)
+		if (ev->raw[i].p && ev->raw[i].len == 0)
+			ev->raw[i].p = NULL;
 	ev->raw[st->message] = (struct kl_str){ rec + end, se - end };
 	for (size_t pos = se; pos < len;) {
 		size_t ls = pos + 1;

@@ -64,6 +64,9 @@ struct rule {
 	int32_t *index;	   /* open addressing: group index + 1, 0 = empty */
 	size_t index_mask;
 	bool dirty;
+	uint64_t dropped;	 /* events of new groups past max_groups */
+	uint64_t dropped_logged; /* dropped when last logged */
+	int64_t dropped_log_us;
 };
 
 struct rules_set {
@@ -180,6 +183,7 @@ static struct group *group_of(struct rules_set *rs, struct rule *r, const struct
 	}
 	if (r->ngroups >= r->max_groups) {
 		rs->stats.groups_dropped++;
+		r->dropped++;
 		return NULL;
 	}
 	struct group *g = group_create(r, ev, h);
@@ -505,9 +509,26 @@ static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, in
 	return false;
 }
 
+/* Dropped groups are logged once a minute at most, with the count since. */
+#define DROP_LOG_US (60 * 1000000LL)
+
+static void report_drops(struct rule *r, int64_t now)
+{
+	if (r->dropped == r->dropped_logged ||
+	    (r->dropped_log_us && now - r->dropped_log_us < DROP_LOG_US))
+		return;
+	kl_log(KL_LOG_WARN,
+	       "rule '%s' (%s:%d): %llu event(s) of new 'by' groups dropped: %zu groups are live (max_groups); raise max_groups or use fewer 'by' fields",
+	       r->alert, r->file, r->line, (unsigned long long)(r->dropped - r->dropped_logged),
+	       r->max_groups);
+	r->dropped_logged = r->dropped;
+	r->dropped_log_us = now;
+}
+
 static void eval_rule(struct rules_set *rs, struct rule *r, int64_t now, rules_transition_fn fn,
 		      void *ctx)
 {
+	report_drops(r, now);
 	bool evicted = false;
 	rs->stats.evaluations++;
 	r->dirty = false;

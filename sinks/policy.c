@@ -6,7 +6,8 @@
  * routed: the routes are tried in order, the first whose `match` labels the
  * alert carries takes it (the next ones too with `continue: true`); no routes
  * configured means one route to every notifier. Within a route, alerts of one
- * rule form a group, which is one message. A group has one timer:
+ * rule form a group (the route's group_by labels; default alertname), which
+ * is one message. A group has one timer:
  *
  *   new group            → flush after group_wait
  *   a change (new alert,
@@ -60,8 +61,9 @@ struct galert {
 struct group {
 	struct policy *p;
 	size_t route;
-	char *key;
-	char *alertname;
+	char *key;		    /* "{}/routeN:{alertname=\"X\",…}" */
+	struct notif_label *glabels; /* the group_by labels, owned, sorted */
+	size_t nglabels;
 	struct galert *alerts;
 	size_t n;
 	size_t cap;
@@ -283,7 +285,7 @@ static void group_free(struct group *g)
 		galert_free(&g->alerts[i]);
 	free(g->alerts);
 	free(g->key);
-	free(g->alertname);
+	free_labels(g->glabels, g->nglabels);
 	free(g);
 }
 
@@ -330,19 +332,48 @@ static void schedule(struct group *g, int64_t now)
 	ev_timer_start(g->p->loop, &g->timer);
 }
 
-static struct group *group_get(struct policy *p, size_t route, const char *alertname, int64_t now)
+/* Whether label key is one the route groups by ("..." groups by all). */
+static bool grouped_by(const struct route_spec *rs, const char *key)
 {
-	for (struct group *g = p->groups; g; g = g->next)
-		if (g->route == route && !strcmp(g->alertname, alertname))
-			return g;
-	struct group *g = calloc(1, sizeof *g);
+	if (!rs || !rs->ngroup_by)
+		return !strcmp(key, "alertname");
+	for (size_t i = 0; i < rs->ngroup_by; i++)
+		if (!strcmp(rs->group_by[i], "...") || !strcmp(rs->group_by[i], key))
+			return true;
+	return false;
+}
+
+/* The group of an alert on a route: by the route's group_by labels
+ * (default: alertname, one group per rule), created if new. */
+static struct group *group_get(struct policy *p, size_t route, const struct notif_label *labels,
+			       size_t nl, int64_t now)
+{
+	const struct route_spec *rs = p->routes[route].spec;
 	struct kl_buf key = { 0 };
-	if (!g || kl_buf_appendf(&key, "{}/route%zu:{alertname=\"%s\"}", route, alertname) < 0 ||
-	    !(g->alertname = kl_strndup(alertname, strlen(alertname)))) {
-		kl_buf_free(&key);
-		free(g);
+	if (kl_buf_appendf(&key, "{}/route%zu:{", route) < 0)
 		return NULL;
+	size_t ng = 0;
+	for (size_t i = 0; i < nl; i++) {
+		if (!grouped_by(rs, labels[i].key))
+			continue;
+		if (kl_buf_appendf(&key, "%s%s=\"%s\"", ng++ ? "," : "", labels[i].key,
+				   labels[i].value) < 0)
+			goto nomem;
 	}
+	if (kl_buf_append(&key, "}", 1) < 0)
+		goto nomem;
+	for (struct group *g = p->groups; g; g = g->next)
+		if (g->route == route && !strcmp(g->key, key.p)) {
+			kl_buf_free(&key);
+			return g;
+		}
+	struct group *g = calloc(1, sizeof *g);
+	if (!g || !(g->glabels = calloc(ng ? ng : 1, sizeof *g->glabels)))
+		goto nomem_g;
+	for (size_t i = 0; i < nl; i++)
+		if (grouped_by(rs, labels[i].key) &&
+		    !set_label(&g->glabels[g->nglabels++], labels[i].key, labels[i].value))
+			goto nomem_g;
 	g->p = p;
 	g->route = route;
 	g->key = key.p;
@@ -352,6 +383,13 @@ static struct group *group_get(struct policy *p, size_t route, const char *alert
 	g->next = p->groups;
 	p->groups = g;
 	return g;
+nomem_g:
+	if (g)
+		free_labels(g->glabels, g->nglabels);
+	free(g);
+nomem:
+	kl_buf_free(&key);
+	return NULL;
 }
 
 static struct galert *alert_in(struct group *g, const char *fp)
@@ -451,12 +489,11 @@ static size_t common_of(const struct notif_alert *as, size_t n, bool annotations
 static void send_group(struct policy *p, struct group *g, struct notif_alert *as, size_t n,
 		       int64_t now, bool am_only)
 {
-	struct notif_label grouped = { "alertname", g->alertname };
 	struct notif_label common[64], common_ann[64];
 	struct notification msg = {
 		.group_key = g->key,
-		.group_labels = &grouped,
-		.ngroup_labels = 1,
+		.group_labels = g->glabels,
+		.ngroup_labels = g->nglabels,
 		.external_url = p->spec->external_url ? p->spec->external_url : "",
 		.alerts = as,
 		.nalerts = n,
@@ -481,10 +518,12 @@ static void send_group(struct policy *p, struct group *g, struct notif_alert *as
 
 static void flush(struct policy *p, struct group *g, int64_t now)
 {
-	const struct notify_spec *ns = &p->routes[g->route].notify;
+	const struct route *rt = &p->routes[g->route];
 	bool repeat = !g->dirty;
-	/* Only Alertmanager's refresh is due, not the route's repeat. */
-	bool am_only = repeat && g->flushed_once && now < g->last_flush_us + ns->repeat_interval_us;
+	/* Woken before the route's repeat with nothing marked new: a silence
+	 * ended, or only Alertmanager's refresh is due. */
+	bool early = repeat && g->flushed_once &&
+		     now < g->last_flush_us + rt->notify.repeat_interval_us;
 	struct notif_alert *as = calloc(g->n ? g->n : 1, sizeof *as);
 	size_t n = 0;
 	uint64_t h = 0xcbf29ce484222325ULL, silenced = 0, muted = 0;
@@ -510,9 +549,10 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 		h = mix(mix(h, a->fingerprint), a->firing ? "F" : "R");
 	}
 	bool changed = h != g->last_hash;
-	if (n && am_only) {
+	bool am_only = early && !changed;
+	if (n && am_only && rt->has_am) {
 		send_group(p, g, as, n, now, true);
-	} else if (n && (changed || repeat)) {
+	} else if (n && !am_only && (changed || repeat)) {
 		send_group(p, g, as, n, now, false);
 		g->last_hash = h;
 		g->last_flush_us = now;
@@ -520,12 +560,11 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	} else if (!g->flushed_once) {
 		g->last_flush_us = now;
 		g->flushed_once = true;
-	} else if (repeat && !am_only) {
+	} else if (repeat && !early) {
 		g->last_flush_us = now; /* nothing to repeat now: try again a period later */
 	}
-	const struct route *r = &p->routes[g->route];
-	for (size_t i = 0; i < r->nnotifiers; i++)
-		notifier_count(r->notifiers[i], silenced, muted);
+	for (size_t i = 0; i < rt->nnotifiers; i++)
+		notifier_count(rt->notifiers[i], silenced, muted);
 	free(as);
 	g->dirty = false;
 	/* Resolved alerts were told (or muted): forget them. */
@@ -578,7 +617,7 @@ void policy_alert(struct policy *p, const struct rules_transition *t)
 		const struct route_spec *rs = p->routes[r].spec;
 		if (rs && !matches(rs->match, rs->nmatch, labels, nl))
 			continue;
-		struct group *g = group_get(p, r, t->alert, now);
+		struct group *g = group_get(p, r, labels, nl, now);
 		if (g) {
 			group_apply(g, t, labels, nl, fp);
 			if (!g->n)

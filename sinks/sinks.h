@@ -86,6 +86,10 @@ struct route_spec {
 	size_t nsinks;
 	bool cont;			/* continue to the next routes after a match */
 	struct notify_spec notify;
+	/* Labels that make a group (one message); none: alertname, i.e. one
+	 * group per rule; "..." alone: every alert is its own group. */
+	const char *const *group_by;
+	size_t ngroup_by;
 };
 
 struct inhibit_spec {

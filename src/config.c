@@ -1492,7 +1492,7 @@ static void load_notify(struct ctx *x, const struct kl_ynode *v)
 			known_key(x, v->keys[i], notify_keys, " in 'notify'");
 }
 
-static const char *const route_keys[] = { "match", "sinks", "continue", "group_wait",
+static const char *const route_keys[] = { "match", "sinks", "continue", "group_by", "group_wait",
 					  "group_interval", "repeat_interval", "send_resolved", NULL };
 
 /* Route number idx + 1 (as messages count them); c->notify is loaded. */
@@ -1519,6 +1519,8 @@ static void load_route(struct ctx *x, struct config_route *r, size_t idx,
 			get_names(x, v, "sinks", &r->sinks, &r->nsinks);
 		else if (key_is(k, "continue"))
 			get_bool(x, v, "continue", &r->cont);
+		else if (key_is(k, "group_by"))
+			get_names(x, v, "group_by", &r->group_by, &r->ngroup_by);
 		else
 			known_key(x, k, route_keys, where);
 	}
@@ -1699,9 +1701,14 @@ static int build_sinks_spec(struct config *c)
 	}
 	for (size_t i = 0; i < c->nroutes; i++) {
 		const struct config_route *r = &c->routes[i];
-		c->route_specs[i] = (struct route_spec){ r->match, r->nmatch,
-							 (const char *const *)r->sinks, r->nsinks,
-							 r->cont, r->notify };
+		c->route_specs[i] = (struct route_spec){ r->match,
+							 r->nmatch,
+							 (const char *const *)r->sinks,
+							 r->nsinks,
+							 r->cont,
+							 r->notify,
+							 (const char *const *)r->group_by,
+							 r->ngroup_by };
 	}
 	for (size_t i = 0; i < c->ninhibits; i++) {
 		const struct config_inhibit *in = &c->inhibits[i];
@@ -1920,6 +1927,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->nroutes; i++) {
 		free_matchers(c->routes[i].match, c->routes[i].nmatch);
 		free_names(c->routes[i].sinks, c->routes[i].nsinks);
+		free_names(c->routes[i].group_by, c->routes[i].ngroup_by);
 	}
 	free(c->routes);
 	for (size_t i = 0; i < c->ninhibits; i++) {

@@ -67,6 +67,8 @@ struct config_route {
 	size_t nmatch;
 	char **sinks;
 	size_t nsinks;
+	char **group_by;
+	size_t ngroup_by;
 	bool cont;
 	struct notify_spec notify; /* the global `notify:` with this route's overrides */
 	int line, col;

@@ -67,8 +67,36 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 	return rt->rules ? 0 : -EINVAL;
 }
 
+/* mkdir -p: state_dir is ours to create (0750) when it is missing. */
+static int make_dirs(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof buf)
+		return -ENAMETOOLONG;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char c = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = c;
+	}
+	return 0;
+}
+
 int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop)
 {
+	if (loop) {
+		int rc = make_dirs(rt->cfg->state_dir);
+		if (rc < 0) {
+			kl_log(KL_LOG_ERROR, "state_dir '%s': cannot create it: %s (%s)", rt->cfg->state_dir,
+			       strerror(-rc), rt->cfg->file);
+			return rc;
+		}
+	}
 	static const struct sink_spec stdout_only = { .name = "stdout", .kind = SINK_STDOUT };
 	struct sinks_spec replay = { .sinks = &stdout_only, .nsinks = 1 };
 	int err = 0;
