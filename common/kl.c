@@ -169,7 +169,7 @@ static inline bool byte_is_plain(unsigned char c)
  * no overlongs (C0, C1, E0 80..9F, F0 80..8F), no surrogates (ED A0..BF), no
  * code points above U+10FFFF (F4 90.., F5..FF).
  */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad)
+size_t kl_utf8_seq(const unsigned char *s, size_t n, size_t *bad)
 {
 	unsigned c = s[0];
 	unsigned lo = 0x80, hi = 0xbf;
@@ -279,7 +279,7 @@ int kl_json_append_str(struct kl_buf *b, const char *str, size_t len)
 		}
 		bad = 1;
 		if (c >= 0x80) {
-			n = utf8_seq(s + i, len - i, &bad);
+			n = kl_utf8_seq(s + i, len - i, &bad);
 			if (n) {
 				i += n;
 				continue;

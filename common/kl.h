@@ -60,6 +60,12 @@ void kl_buf_free(struct kl_buf *b);
  * replaced by U+FFFD, NUL bytes become \u0000.
  */
 int kl_json_append_str(struct kl_buf *b, const char *s, size_t len);
+/*
+ * Length of the well-formed UTF-8 sequence at s (n > 0 bytes available, s[0]
+ * >= 0x80), or 0 when it is not one, with *bad set to the length of the
+ * maximal ill-formed subpart (what one U+FFFD replaces, per Unicode).
+ */
+size_t kl_utf8_seq(const unsigned char *s, size_t n, size_t *bad);
 /* Append a JSON number: integers without a fraction, others with up to 17
  * significant digits, shortest form that round-trips; NaN/inf become null. */
 int kl_json_append_num(struct kl_buf *b, double v);

@@ -185,14 +185,22 @@ int parser_event_number(struct parser_event *ev, unsigned idx, double *out)
 	return 0;
 }
 
-/* A JSON literal that any reader accepts: true, false, or a number within
- * double's range. */
-static bool literal_ok(const struct kl_str *raw)
+/* A JSON literal (json.c validated its syntax) in a form any reader loads:
+ * true and false, integers within int64 and other numbers within double's
+ * range as written; a longer integer as a double; a number out of double's
+ * range as a string. */
+static int append_literal(struct kl_buf *out, const struct kl_str *raw)
 {
 	double v;
+	int64_t iv;
 	if (raw->p[0] == 't' || raw->p[0] == 'f')
-		return true;
-	return kl_parse_double(raw->p, raw->len, &v) == 0 && v - v == 0;
+		return kl_buf_append(out, raw->p, raw->len);
+	if (kl_parse_double(raw->p, raw->len, &v) < 0 || v - v != 0)
+		return kl_json_append_str(out, raw->p, raw->len);
+	if (!memchr(raw->p, '.', raw->len) && !memchr(raw->p, 'e', raw->len) &&
+	    !memchr(raw->p, 'E', raw->len) && kl_parse_i64(raw->p, raw->len, &iv) < 0)
+		return kl_json_append_num(out, v);
+	return kl_buf_append(out, raw->p, raw->len);
 }
 
 int parser_event_json(struct parser_event *ev, const char *source, struct kl_buf *out)
@@ -235,8 +243,8 @@ int parser_event_json(struct parser_event *ev, const char *source, struct kl_buf
 		if (rc == 0) {
 			if (kl_json_append_num(out, v) < 0)
 				goto fail;
-		} else if ((ev->literal >> i & 1) && literal_ok(raw)) {
-			if (kl_buf_append(out, raw->p, raw->len) < 0)
+		} else if (ev->literal >> i & 1) {
+			if (append_literal(out, raw) < 0)
 				goto fail;
 		} else if (kl_json_append_str(out, raw->p, raw->len) < 0) {
 			goto fail;

@@ -290,48 +290,6 @@ struct cut {
 	bool dots;   /* cut short: "…" follows */
 };
 
-/* kl_json_append_str's decoding, so that a cut falls where it ends a unit:
- * the length of the well-formed sequence at s, or 0 and *bad the maximal
- * subpart that it replaces by one U+FFFD. */
-static size_t utf8_len(const unsigned char *s, size_t n, size_t *bad)
-{
-	unsigned c = s[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 2;
-	} else if (c == 0xe0) {
-		need = 3;
-		lo = 0xa0;
-	} else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
-		need = 3;
-	} else if (c == 0xed) {
-		need = 3;
-		hi = 0x9f;
-	} else if (c == 0xf0) {
-		need = 4;
-		lo = 0x90;
-	} else if (c >= 0xf1 && c <= 0xf3) {
-		need = 4;
-	} else if (c == 0xf4) {
-		need = 4;
-		hi = 0x8f;
-	} else {
-		*bad = 1;
-		return 0;
-	}
-	if (n < 2 || s[1] < lo || s[1] > hi) {
-		*bad = 1;
-		return 0;
-	}
-	for (size_t i = 2; i < need; i++) {
-		if (i >= n || s[i] < 0x80 || s[i] > 0xbf) {
-			*bad = i;
-			return 0;
-		}
-	}
-	return need;
-}
 
 /* Bytes one ASCII byte becomes: a Slack entity, a JSON escape, or itself. */
 static size_t ascii_cost(unsigned char c, bool ent)
@@ -365,7 +323,7 @@ static struct cut measure(const char *s, size_t len, bool ent, bool utf16, size_
 			n = 1;
 			units = 1;
 			bytes = ascii_cost(u[i], ent);
-		} else if ((n = utf8_len(u + i, len - i, &bad)) != 0) {
+		} else if ((n = kl_utf8_seq(u + i, len - i, &bad)) != 0) {
 			units = n == 4 ? 2 : 1; /* outside the BMP: a surrogate pair */
 			bytes = n;
 		} else {
