@@ -16,7 +16,9 @@
  * Padding ("%(levelname)-8s", "%(process)5d") allows the blanks Python adds.
  * Word-like groups are possessive when the format's next byte cannot be part
  * of them (the common case: a space), lazy otherwise; nothing crosses a line
- * except the message.
+ * except the message; every variable part is bounded (words 255 bytes, thread
+ * names and paths 1024, numbers 20 digits, levels 32), which bounds the
+ * backtracking of a line that does not match.
  *
  * Time: asctime is written in local time by Python and the zone is not in the
  * log, so it is read as UTC (run the application with TZ=UTC, as containers
@@ -103,6 +105,7 @@ struct elem {
 	char key[MAX_KEY + 1];
 	const struct key_info *ki; /* NULL: an unknown key */
 	bool pad, left;		   /* a width was given; '-' flag */
+	unsigned width;
 	bool named;		   /* first occurrence of its field */
 };
 
@@ -192,6 +195,9 @@ static int split(const char *fmt, struct elem *el, size_t *nel, char *err, size_
 		}
 		while (*f >= '0' && *f <= '9') {
 			e->pad = true;
+			e->width = e->width * 10 + (unsigned)(*f - '0');
+			if (e->width > 65535) /* PCRE2's longest counted repeat */
+				e->width = 65535;
 			f++;
 		}
 		if (*f == '.') {
@@ -242,18 +248,22 @@ static int add_field(struct kl_buf *b, const struct elem *el, size_t nel, size_t
 	const char *body;
 	int rc = 0;
 
+	/* Every variable part is bounded, so that a line that does not match
+	 * (the start rule fails on every traceback line) costs a bounded amount
+	 * of backtracking: PCRE2's JIT does not count lazy character loops
+	 * against the match limit. */
 	switch (pat) {
-	case P_WORD: body = poss ? "[^ \\t\\n]*+" : "[^ \\t\\n]*?"; break;
-	case P_ANY: body = poss ? "[^\\n]*+" : "[^\\n]*?"; break;
-	case P_INT: body = poss ? "-?\\d++" : "-?\\d+?"; break;
-	case P_FLOAT: body = poss ? "-?\\d++(?:\\.\\d++)?+" : "-?\\d+(?:\\.\\d+)??"; break;
-	case P_LEVEL: body = poss ? "[A-Z][A-Z0-9_]*+" : "[A-Z][A-Z0-9_]*?"; break;
+	case P_WORD: body = poss ? "[^ \\t\\n]{0,255}+" : "[^ \\t\\n]{0,255}?"; break;
+	case P_ANY: body = poss ? "[^\\n]{0,1024}+" : "[^\\n]{0,1024}?"; break;
+	case P_INT: body = poss ? "-?\\d{1,20}+" : "-?\\d{1,20}?"; break;
+	case P_FLOAT: body = poss ? "-?\\d{1,20}+(?:\\.\\d{1,20}+)?+" : "-?\\d{1,20}?(?:\\.\\d{1,20}?)??"; break;
+	case P_LEVEL: body = poss ? "[A-Z][A-Z0-9_]{0,31}+" : "[A-Z][A-Z0-9_]{0,31}?"; break;
 	case P_TIME: body = time_re; break;
 	case P_MESSAGE: body = next ? "(?s:.*?)" : "(?s:.*+)"; break;
 	default: body = ""; break;
 	}
 	if (e->pad && !e->left)
-		rc |= kl_buf_append_str(b, " *");
+		rc |= kl_buf_appendf(b, " {0,%u}", e->width);
 	/* bodies have no top-level alternation: unnamed ones need no group */
 	bool group = named && name && e->named;
 	if (group)
@@ -262,7 +272,7 @@ static int add_field(struct kl_buf *b, const struct elem *el, size_t nel, size_t
 	if (group)
 		rc |= kl_buf_append_str(b, ")");
 	if (e->pad && e->left)
-		rc |= kl_buf_append_str(b, " *");
+		rc |= kl_buf_appendf(b, " {0,%u}", e->width);
 	return rc < 0 ? -ENOMEM : 0;
 }
 

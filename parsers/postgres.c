@@ -29,7 +29,12 @@
  * with PostgreSQL's padding ("%-10u", "%8d": blanks around the value).
  * Unknown escapes are ignored, as PostgreSQL ignores them. Values that may
  * hold blanks (application, command tag, backend type) are lazy, the others
- * stop at a blank; values are empty in processes without a session (such
+ * stop at a blank; every variable-length value is bounded (user, database,
+ * application: 127 bytes, PostgreSQL truncates them to 63; hosts and command
+ * tags: 255), so that a record that does not match — the multi-line rule
+ * fails on most lines — costs a bounded amount of backtracking however long
+ * the line is and whatever a client put in its statement text (PCRE2's JIT
+ * does not count lazy character loops against the match limit); values are empty in processes without a session (such
  * empty values are absent fields) and "[unknown]" before authentication. Server messages are expected in
  * English (lc_messages = 'C'), as every log analyser expects them.
  *
@@ -70,17 +75,17 @@ struct esc {
 	const char *field;
 	enum parser_type type;
 	enum cls cls;
-	const char *re; /* C_FIXED, C_NUM */
+	const char *re; /* C_FIXED, C_NUM; for C_WORD, C_ANY: the longest value */
 };
 
 static const struct esc escapes[] = {
-	{ 'a', "application", PARSER_T_STRING, C_ANY, NULL },
-	{ 'u', "user", PARSER_T_STRING, C_WORD, NULL },
-	{ 'd', "database", PARSER_T_STRING, C_WORD, NULL },
-	{ 'h', "remote_host", PARSER_T_STRING, C_WORD, NULL },
-	{ 'r', "remote_host", PARSER_T_STRING, C_WORD, NULL }, /* and remote_port */
-	{ 'b', "backend_type", PARSER_T_STRING, C_ANY, NULL },
-	{ 'i', "command_tag", PARSER_T_STRING, C_ANY, NULL },
+	{ 'a', "application", PARSER_T_STRING, C_ANY, "127" },
+	{ 'u', "user", PARSER_T_STRING, C_WORD, "127" },
+	{ 'd', "database", PARSER_T_STRING, C_WORD, "127" },
+	{ 'h', "remote_host", PARSER_T_STRING, C_WORD, "255" },
+	{ 'r', "remote_host", PARSER_T_STRING, C_WORD, "255" }, /* and remote_port */
+	{ 'b', "backend_type", PARSER_T_STRING, C_ANY, "127" },
+	{ 'i', "command_tag", PARSER_T_STRING, C_ANY, "255" },
 	{ 'p', "pid", PARSER_T_INT, C_NUM, "\\d++" },
 	{ 'P', "leader_pid", PARSER_T_INT, C_NUM, "\\d*+" },
 	{ 'l', "line_num", PARSER_T_INT, C_NUM, "\\d++" },
@@ -109,8 +114,9 @@ static const struct esc *find_esc(char c)
 	return NULL;
 }
 
-/* One escape at *pp (after the '%'): PostgreSQL's padding, then the letter.
- * Returns the escape (NULL for "ignore"), advances *pp, sets *pad. */
+/* The escape after a '%' at p: PostgreSQL's padding ("-10", "8"; negative:
+ * left-aligned) to *pad, the letter to *letter ('\0' at the end of the
+ * prefix). Returns where the escape ends. */
 static const char *next_escape(const char *p, int *pad, char *letter)
 {
 	*pad = 0;
@@ -121,8 +127,9 @@ static const char *next_escape(const char *p, int *pad, char *letter)
 			p++;
 		}
 		while (*p >= '0' && *p <= '9') {
-			if (v < 100000)
-				v = v * 10 + (*p - '0');
+			v = v * 10 + (*p - '0');
+			if (v > 65535) /* PCRE2's longest counted repeat */
+				v = 65535;
 			p++;
 		}
 		*pad = sign * v;
@@ -191,20 +198,18 @@ static int prefix_regex(const char *prefix, enum naming naming, struct kl_buf *b
 		char nl = next_literal(p);
 		bool blank_next = nl == ' ' || nl == '\t';
 		if (pad > 0)
-			rc |= kl_buf_append_str(b, " *");
+			rc |= kl_buf_appendf(b, " {0,%d}", pad);
 		/* bodies have no top-level alternation: unnamed ones need no group */
 		if (name)
 			rc |= kl_buf_appendf(b, "(?<%s>", name);
 		switch (e->cls) {
 		case C_WORD:
 			/* %r: "host(port)", or "[local]" */
-			if (e->c == 'r')
-				rc |= kl_buf_append_str(b, blank_next ? "[^ \\t\\n(]*+" : "[^ \\t\\n(]*?");
-			else
-				rc |= kl_buf_append_str(b, blank_next ? "[^ \\t\\n]*+" : "[^ \\t\\n]*?");
+			rc |= kl_buf_appendf(b, "%s{0,%s}%s", e->c == 'r' ? "[^ \\t\\n(]" : "[^ \\t\\n]",
+					     e->re, blank_next ? "+" : "?");
 			break;
 		case C_ANY:
-			rc |= kl_buf_append_str(b, "[^\\n]*?");
+			rc |= kl_buf_appendf(b, "[^\\n]{0,%s}?", e->re);
 			break;
 		case C_NUM:
 		case C_FIXED:
@@ -217,7 +222,7 @@ static int prefix_regex(const char *prefix, enum naming naming, struct kl_buf *b
 			rc |= kl_buf_append_str(b, naming == N_ALL ? "(?:\\((?<remote_port>\\d++)\\))?+"
 								 : "(?:\\(\\d++\\))?+");
 		if (pad < 0)
-			rc |= kl_buf_append_str(b, " *");
+			rc |= kl_buf_appendf(b, " {0,%d}", -pad);
 	}
 	if (rc == 0 && q_open)
 		rc = kl_buf_append_str(b, ")?");
@@ -281,9 +286,10 @@ int pg_derive(const struct parser_spec *spec, struct parser_derived *d, char *er
 	}
 	if (time_letter) {
 		d->time_field = "time";
-		strcpy(d->time_format, time_letter == 'm'   ? "%Y-%m-%d %H:%M:%S.%f %Z"
-				       : time_letter == 't' ? "%Y-%m-%d %H:%M:%S %Z"
-							    : "epoch");
+		const char *tf = time_letter == 'm'   ? "%Y-%m-%d %H:%M:%S.%f %Z"
+				 : time_letter == 't' ? "%Y-%m-%d %H:%M:%S %Z"
+						      : "epoch";
+		memcpy(d->time_format, tf, strlen(tf) + 1);
 	}
 	static const struct parser_field_spec extra[] = {
 		{ "message", PARSER_T_STRING }, { "duration", PARSER_T_MS },

@@ -20,7 +20,8 @@ struct parse_run {
 	struct runtime *rt;
 	unsigned src;
 	struct kl_buf out;
-	uint64_t lines;
+	uint64_t lines;	  /* as read */
+	uint64_t records; /* lines, or multi-line records */
 	uint64_t shown;
 	uint64_t too_long;
 };
@@ -42,7 +43,7 @@ static void flush_out(struct parse_run *p)
 static void one_line(struct parse_run *p, const char *path, uint64_t lineno, struct kl_str line)
 {
 	int64_t t;
-	p->lines++;
+	p->records++;
 	const struct config_source *s = &p->rt->cfg->sources[p->src];
 	if (runtime_line_parse(p->rt, p->src, line.p, line.len, kl_wall_us(), &t) < 0) {
 		if (p->shown++ < SHOW_UNMATCHED) {
@@ -89,6 +90,7 @@ static int one_file(struct parse_run *p, const char *path)
 	struct record_ctx rc_ctx = { p, path, 0 };
 	while ((rc = ingest_reader_next(r, &line)) > 0) {
 		lineno++;
+		p->lines++;
 		if (!ml) {
 			one_line(p, path, lineno, line);
 			continue;
@@ -142,9 +144,9 @@ int cmd_parse(int argc, char **argv)
 				status = EXIT_PROBLEMS;
 	}
 	flush_out(&p);
-	fprintf(stderr, "klaxon: parse: %llu lines, %llu events, %llu parse errors, %llu too long\n",
-		(unsigned long long)p.lines,
-		(unsigned long long)(p.lines - rt.stats[p.src].parse_errors),
+	fprintf(stderr, "klaxon: parse: %llu lines, %llu records, %llu events, %llu parse errors, %llu too long\n",
+		(unsigned long long)p.lines, (unsigned long long)p.records,
+		(unsigned long long)(p.records - rt.stats[p.src].parse_errors),
 		(unsigned long long)rt.stats[p.src].parse_errors, (unsigned long long)p.too_long);
 out:
 	files_free(files, nfiles);

@@ -14,8 +14,8 @@ its message on two lines); /handled logs a ValueError with logger.exception and
 a two-line message; /nested raises proj.views.PaymentError while handling a
 KeyError; /warn logs a three-line warning without a traceback; anything else is
 a 404. Debian's gunicorn serves it on 127.0.0.1 (two workers, access log in
-its default format); without gunicorn, Django's runserver. Bounded requests
-with urllib.
+its default format); without gunicorn, Python's wsgiref server. Bounded
+requests with urllib.
 
 `klaxon run` follows the three logs from the start, with examples/rules/app.yml
 (AppExceptionRate's `for: 1m` scaled to 0s) and a jsonl events sink. Asserts:
@@ -200,8 +200,10 @@ def serve(py, d, port):
         argv = [py, "-m", "gunicorn", "--chdir", d, "--bind", "127.0.0.1:%d" % port, "--workers", "2",
                 "--access-logfile", os.path.join(d, "access.log"), "--error-logfile", os.path.join(d, "gunicorn.err"),
                 "--graceful-timeout", "5", "proj.wsgi:application"]
-    else:
-        argv = [py, "-m", "django", "runserver", "--noreload", "127.0.0.1:%d" % port]
+    else:   # Python's own WSGI server (runserver would check the database at start and exit)
+        argv = [py, "-c", "import sys; from wsgiref.simple_server import make_server; "
+                "from proj.wsgi import application; "
+                "make_server('127.0.0.1', int(sys.argv[1]), application).serve_forever()", str(port)]
     p = start(argv, stdout=os.path.join(d, "server.out"), stderr=os.path.join(d, "server.err"), env=env, cwd=d)
     return p, has_gunicorn
 
@@ -379,7 +381,7 @@ def body():
     wait_for(up, 60, "Django to answer on 127.0.0.1:%d" % port, interval=0.2, proc=srv,
              proc_log=os.path.join(d, "server.err"))
     log("Django %s (%s) served by %s on 127.0.0.1:%d; database port %d (closed)"
-        % (version, py, "gunicorn" if has_gunicorn else "runserver", port, dbport))
+        % (version, py, "gunicorn" if has_gunicorn else "wsgiref", port, dbport))
     statuses = collections.Counter({404: 1})
     sent = collections.Counter({"/nope": 1})
     # Interleaved, as traffic is: one of each path in turn.

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -852,6 +853,69 @@ static void test_event_json(void **state)
 	parser_free(p);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A long line that almost matches must not cost quadratic time: the
+ * multi-line rule runs on every line, and a client controls its statement
+ * text. With unbounded lazy groups these took seconds (PCRE2's JIT does not
+ * count lazy character loops against the match limit). */
+static void test_backtracking_bounded(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *prefix, *head, *fill, *tail;
+	} cases[] = {
+		{ P_PGBADGER, "2023-11-14 22:13:20 UTC [1]: [1-1] user=a,db=b,app=x,client=1.2.3.4 LOG:  statement: SELECT 1 -- ",
+		  ",client=", " LOG:  x" },
+		{ P_PGBADGER, "2023-11-14 22:13:20 UTC [1]: [1-1] user=a,db=b,app=", ",client=", " LOG:  x" },
+		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "@", "" },
+		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "a@", " LOG:  x" },
+		/* adjacent escapes cannot be told apart: only the limit bounds them */
+		{ "%a%i%b%u%d ", "", "a", "" },
+	};
+	for (size_t c = 0; c < KL_ARRAY_LEN(cases); c++) {
+		struct parser *p = pg(cases[c].prefix);
+		struct parser_multiline ml;
+		assert_true(parser_default_multiline(p, &ml));
+		int ec;
+		PCRE2_SIZE eo;
+		pcre2_code *code = pcre2_compile((PCRE2_SPTR)ml.continuation, PCRE2_ZERO_TERMINATED, 0,
+						 &ec, &eo, NULL);
+		assert_non_null(code);
+		(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+		pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+		pcre2_match_context *mc = pcre2_match_context_create(NULL);
+		pcre2_set_match_limit(mc, 1000000); /* as ingest/multiline.c */
+		struct kl_buf b = { 0 };
+		kl_buf_append_str(&b, cases[c].head);
+		while (b.len < 64 * 1024)
+			kl_buf_append_str(&b, cases[c].fill);
+		kl_buf_append_str(&b, cases[c].tail);
+		struct parser_event ev;
+		double t0 = now_s();
+		parser_event_init(&ev, p);
+		(void)parser_parse(p, b.p, b.len, 1, &ev);
+		double t1 = now_s();
+		(void)pcre2_match(code, (PCRE2_SPTR)b.p, b.len, 0, 0, md, mc);
+		double t2 = now_s();
+		if (t1 - t0 > 0.2 || t2 - t1 > 0.2) {
+			print_error("case %zu: parse %.3f s, rule %.3f s on a %zu-byte line\n", c, t1 - t0,
+				    t2 - t1, b.len);
+			fail();
+		}
+		kl_buf_free(&b);
+		pcre2_match_data_free(md);
+		pcre2_match_context_free(mc);
+		pcre2_code_free(code);
+		parser_free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -867,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_jsonlog),
 		cmocka_unit_test(test_event_json),
+		cmocka_unit_test(test_backtracking_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
