@@ -43,9 +43,9 @@
  *   direct cause of the following exception:" — put the final one last), the
  *   frame lines are indented; the first line that is not is the exception:
  *   "Qualified.Name: message" or a bare "Name". `exception` is the name,
- *   `exception_message` the rest of that first line only (psycopg2's
- *   OperationalError continues on a TAB-indented second line: it is in
- *   `traceback`, not in `exception_message`).
+ *   `exception_message` the message: the rest of that line and the lines
+ *   after it to the end of the record (psycopg2's OperationalError
+ *   continues on a TAB-indented second line).
  * Exception groups (Python 3.11's "  + Exception Group Traceback") are not
  * read: such a record has no `exception`.
  */
@@ -496,8 +496,15 @@ int django_post(struct parser *p, const char *rec, size_t len, size_t end,
 		if (exception_line(q, ll, &name, &text)) {
 			if (st->exception >= 0)
 				ev->raw[st->exception] = name;
-			if (st->exception_message >= 0)
-				ev->raw[st->exception_message] = text;
+			if (st->exception_message >= 0 && text.p) {
+				/* The message runs to the end of the record: psycopg2's
+				 * OperationalError continues on a TAB-indented line. */
+				size_t n = (size_t)(e - text.p);
+				while (n && (text.p[n - 1] == '\n' || text.p[n - 1] == '\r' ||
+					     text.p[n - 1] == ' '))
+					n--;
+				ev->raw[st->exception_message] = (struct kl_str){ text.p, n };
+			}
 		}
 		break;
 	}

@@ -1085,7 +1085,7 @@ static void notify_errors(struct fx *f)
 			 "1:10: unknown key 'group_wiat' in 'notify'; expected one of: group_wait, "
 			 "group_interval, repeat_interval, send_resolved\n"
 			 "3:21: unknown key 'reciever' in route 1; expected one of: match, sinks, "
-			 "continue, group_wait, group_interval, repeat_interval, send_resolved\n"
+			 "continue, group_by, group_wait, group_interval, repeat_interval, send_resolved\n"
 			 "5:50: unknown key 'equals' in inhibit rule 1; expected one of: "
 			 "source_match, target_match, equal\n");
 	/* inhibit rules */

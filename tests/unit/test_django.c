@@ -255,7 +255,8 @@ static void check_recorded(struct parser *p, const struct records *rs)
 	expect_str(&ev, "message", "Internal Server Error: /db");
 	expect_str(&ev, "exception", "django.db.utils.OperationalError");
 	expect_str(&ev, "exception_message",
-		   "connection to server at \"127.0.0.1\", port 5999 failed: Connection refused");
+		   "connection to server at \"127.0.0.1\", port 5999 failed: Connection refused\n"
+		   "\tIs the server running on that host and accepting TCP/IP connections?");
 	int tb = parser_field_index(p, "traceback", 9);
 	const char tail[] = "\n\tIs the server running on that host and accepting TCP/IP connections?";
 	assert_true(ev.raw[tb].len > strlen(tail));
@@ -462,7 +463,8 @@ static void test_tracebacks(void **state)
 	expect_str(&ev, "message", "Internal Server Error: /api/debts");
 	expect_str(&ev, "exception", "django.db.utils.OperationalError");
 	expect_str(&ev, "exception_message",
-		   "connection to server at \"db\" (172.18.0.3), port 5432 failed: Connection refused");
+		   "connection to server at \"db\" (172.18.0.3), port 5432 failed: Connection refused\n"
+		   "\tIs the server running on that host and accepting TCP/IP connections?");
 
 	/* a SyntaxError: its caret lines are indented, the exception is not */
 	assert_int_equal(parse_str(p,
