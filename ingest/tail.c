@@ -466,6 +466,59 @@ static void add_file_watch(struct tfile *f)
 }
 
 /*
+ * Follow the open regular file fd (identity st) found under path, from off.
+ * A draining file (restored from a checkpoint: found under a rotated name)
+ * keeps path as its name hint and is read to its end; otherwise a draining
+ * file that had this name is read to its end before this one. Returns the
+ * file, which owns fd, or NULL (no memory; fd is left to the caller).
+ */
+static struct tfile *track(struct ingest_tail *t, int fd, const struct stat *st, const char *path,
+			   uint64_t off, bool draining)
+{
+	struct tfile *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->path = kl_strndup(path, strlen(path));
+	if (!f->path || ingest_lines_init(&f->lines, t->max_line) < 0) {
+		free(f->path);
+		free(f);
+		return NULL;
+	}
+	f->t = t;
+	f->fd = fd;
+	f->wd = -1;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	f->fp = fp_hash("", 0);
+	f->off = off;
+	f->draining = draining;
+	f->last_data = ev_now(t->loop);
+	ev_timer_init(&f->rd, read_cb, 0., 0.);
+	f->rd.data = f;
+	fp_check(f, (uint64_t)st->st_size);
+
+	struct tfile **pp = &t->files;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = f;
+	t->st.files_opened++;
+	t->st.files_open++;
+	add_file_watch(f);
+
+	/* A draining file that had this name is read to its end first. */
+	for (struct tfile *o = t->files; o && !draining; o = o->next)
+		if (o != f && o->draining && !o->waiter && strcmp(o->path, path) == 0) {
+			o->waiter = f;
+			f->wait = o;
+			schedule_read(o);
+			break;
+		}
+	if (f->off < (uint64_t)st->st_size || f->wait)
+		schedule_read(f);
+	return f;
+}
+
+/*
  * Open path and follow it from 0 or from its end. Returns the file (possibly
  * one already followed, if path names its inode under another name), or NULL
  * if it cannot be opened or is not a regular file.
@@ -493,49 +546,11 @@ static struct tfile *open_file(struct ingest_tail *t, const char *path, bool fro
 	f = find_ino(t, st.st_dev, st.st_ino);
 	if (f)
 		goto out;
-
-	f = calloc(1, sizeof(*f));
+	f = track(t, fd, &st, path, from_end ? (uint64_t)st.st_size : 0, false);
 	if (!f)
 		goto out;
-	f->path = kl_strndup(path, strlen(path));
-	if (!f->path || ingest_lines_init(&f->lines, t->max_line) < 0) {
-		free(f->path);
-		free(f);
-		f = NULL;
-		goto out;
-	}
-	f->t = t;
-	f->fd = fd;
-	f->wd = -1;
-	f->dev = st.st_dev;
-	f->ino = st.st_ino;
-	f->fp = fp_hash("", 0);
-	f->off = from_end ? (uint64_t)st.st_size : 0;
-	f->last_data = ev_now(t->loop);
-	ev_timer_init(&f->rd, read_cb, 0., 0.);
-	f->rd.data = f;
-	fp_check(f, (uint64_t)st.st_size);
-
-	struct tfile **pp = &t->files;
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = f;
-	t->st.files_opened++;
-	t->st.files_open++;
-	add_file_watch(f);
-
-	/* A draining file that had this name is read to its end first. */
-	for (struct tfile *o = t->files; o; o = o->next)
-		if (o != f && o->draining && !o->waiter && strcmp(o->path, path) == 0) {
-			o->waiter = f;
-			f->wait = o;
-			schedule_read(o);
-			break;
-		}
 	kl_log(KL_LOG_INFO, "tail %s: following \"%s\" (inode %llu) from offset %llu", t->pattern,
 	       path, (unsigned long long)f->ino, (unsigned long long)f->off);
-	if (f->off < (uint64_t)st.st_size || f->wait)
-		schedule_read(f);
 	return f;
 
 out:

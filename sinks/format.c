@@ -605,6 +605,26 @@ static void plan_card(struct w *w, const struct chat *c, const struct notificati
 	k->cost = budget - rem;
 }
 
+/* A card's fields as a JSON array of {NAME: …, VALUE: …TAIL}: the key names
+ * and the trailing member differ between chat services, the shape does not.
+ * ent: Slack's entity escaping of the value. */
+static void put_fields(struct w *w, const struct card *k, const char *name_key,
+		       const char *tail, bool ent)
+{
+	PUT(w, "[");
+	for (size_t i = 0; i < k->nf; i++) {
+		if (i)
+			PUT(w, ",");
+		PUT(w, "{");
+		put(w, name_key, strlen(name_key));
+		put_cut(w, k->f[i].name, &k->f[i].nc, false, NULL);
+		PUT(w, ",\"value\":");
+		put_cut(w, k->f[i].val, &k->f[i].vc, ent, NULL);
+		put(w, tail, strlen(tail));
+	}
+	PUT(w, "]}");
+}
+
 static void emit_card(struct w *w, const struct chat *c, const struct notif_alert *a,
 		      const struct card *k)
 {
@@ -620,18 +640,9 @@ static void emit_card(struct w *w, const struct chat *c, const struct notif_aler
 			PUT(w, ",\"text\":");
 			put_cut(w, w->text.p, &k->xc, true, NULL);
 		}
-		PUT(w, ",\"fields\":[");
-		for (size_t i = 0; i < k->nf; i++) {
-			if (i)
-				PUT(w, ",");
-			/* a field's title is plain text: Slack escapes it itself */
-			PUT(w, "{\"title\":");
-			put_cut(w, k->f[i].name, &k->f[i].nc, false, NULL);
-			PUT(w, ",\"value\":");
-			put_cut(w, k->f[i].val, &k->f[i].vc, true, NULL);
-			PUT(w, ",\"short\":true}");
-		}
-		PUT(w, "]}");
+		/* a field's title is plain text: Slack escapes it itself */
+		PUT(w, ",\"fields\":");
+		put_fields(w, k, "\"title\":", ",\"short\":true}", true);
 		break;
 	case CHAT_DISCORD:
 		PUT(w, "{\"title\":");
@@ -642,17 +653,8 @@ static void emit_card(struct w *w, const struct chat *c, const struct notif_aler
 		}
 		PUT(w, ",\"color\":");
 		put_color(w, c->kind, a->firing);
-		PUT(w, ",\"fields\":[");
-		for (size_t i = 0; i < k->nf; i++) {
-			if (i)
-				PUT(w, ",");
-			PUT(w, "{\"name\":");
-			put_cut(w, k->f[i].name, &k->f[i].nc, false, NULL);
-			PUT(w, ",\"value\":");
-			put_cut(w, k->f[i].val, &k->f[i].vc, false, NULL);
-			PUT(w, ",\"inline\":true}");
-		}
-		PUT(w, "]}");
+		PUT(w, ",\"fields\":");
+		put_fields(w, k, "\"name\":", ",\"inline\":true}", false);
 		break;
 	case CHAT_TEAMS:
 		PUT(w, "{\"activityTitle\":");
@@ -661,17 +663,8 @@ static void emit_card(struct w *w, const struct chat *c, const struct notif_aler
 			PUT(w, ",\"text\":");
 			put_cut(w, w->text.p, &k->xc, false, NULL);
 		}
-		PUT(w, ",\"facts\":[");
-		for (size_t i = 0; i < k->nf; i++) {
-			if (i)
-				PUT(w, ",");
-			PUT(w, "{\"name\":");
-			put_cut(w, k->f[i].name, &k->f[i].nc, false, NULL);
-			PUT(w, ",\"value\":");
-			put_cut(w, k->f[i].val, &k->f[i].vc, false, NULL);
-			PUT(w, "}");
-		}
-		PUT(w, "]}");
+		PUT(w, ",\"facts\":");
+		put_fields(w, k, "\"name\":", "}", false);
 		break;
 	}
 }
