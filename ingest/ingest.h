@@ -12,7 +12,9 @@
  *    appends (inotify, plus a periodic stat as a fallback), rename-and-create
  *    rotation (the old file is drained to its end first), truncation
  *    (copytruncate: restart at 0), deletion, late creation, new glob matches —
- *    and hands out every complete line with the time it was read.
+ *    and hands out every complete line with the time it was read. Its
+ *    position in every file can be saved (ingest_tail_save) and handed to the
+ *    next run (ingest_tail_opts.state), which resumes there.
  *
  * Lines never include their '\n' (a trailing '\r' is kept: it is data).
  */
@@ -145,6 +147,18 @@ struct ingest_tail_opts {
 	size_t chunk;		/* bytes read per file per wake-up; 0: INGEST_DEFAULT_CHUNK */
 	double stat_interval;	/* seconds between stat fallback checks; 0: 1.0 */
 	double glob_interval;	/* seconds between re-globbing; 0: 2.0 */
+	/* Checkpoint records from ingest_tail_save (not copied; read only during
+	 * ingest_tail_new), or NULL. A saved file still under its name (same
+	 * device, inode and first bytes, at least as long as its offset) resumes
+	 * at its offset; one that is not (rotated, or copied and truncated, while
+	 * we were stopped) is looked for among its siblings NAME.* and NAME-*
+	 * (compressed ones excluded) by identity or first bytes, read from its
+	 * offset to its end first, then the file now under the name from 0.
+	 * Files the records do not name follow from_beginning. Records whose path
+	 * the pattern no longer matches are ignored. Invalid records: logged, the
+	 * whole state ignored (check them first with ingest_tail_state_check). */
+	const char *state;
+	size_t state_len;
 };
 
 struct ingest_tail_cbs {
@@ -176,5 +190,19 @@ struct ingest_tail_stats {
 	unsigned files_open;  /* currently followed */
 };
 void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats *out);
+
+/*
+ * Append one checkpoint record line per followed file to out:
+ *   file dev=D ino=I off=O fplen=N fp=<16 hex> skip=0|1 path=<%XX-encoded>
+ * off is the first byte not handed on (a pending partial line is read again
+ * after a restart); fp is a hash of the file's first fplen (<= 1024) bytes;
+ * skip=1: inside an over-long line whose first part was handed on. The
+ * records change only when something was read, so comparing two saves tells
+ * whether a checkpoint needs writing. 0, or -ENOMEM (out unchanged).
+ */
+int ingest_tail_save(const struct ingest_tail *t, struct kl_buf *out);
+/* Validate records as ingest_tail_save writes them: 0, or -EINVAL / -E2BIG
+ * (more than 100000) with *bad_line (1-based), or -ENOMEM. */
+int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line);
 
 #endif

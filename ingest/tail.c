@@ -37,11 +37,21 @@
  * replaced a draining one under the same name is not read until the draining
  * one has reached its end once (tfile.wait), so lines come out in file order.
  *
+ * Checkpoints: ingest_tail_save writes one record per followed file
+ * (identity, fingerprint, the offset of the first byte not handed on, so a
+ * pending partial line is read again); opts.state hands them back to a new
+ * tail, which applies them before its first scan: a file still under its name
+ * resumes at its offset; one rotated (or copied and truncated) while we were
+ * stopped is found among the siblings of its name (NAME.*, NAME-*; compressed
+ * ones are not searched) and followed as a draining file from its offset,
+ * so it is read to its end before the file now under the name, read from 0.
+ *
  * Invariants: a tfile is in t->files exactly while its fd is open; no two
  * tfiles share an identity; f->wait and f->waiter are mutual links, cleared
  * on both sides when either file closes. Callbacks (line, batch) must not
  * free the tail.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -813,6 +823,415 @@ static void glob_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* ---------------------------------------------------------------------------
+ * Checkpoints: the position of every followed file, saved and restored.
+ *
+ * One line per file:
+ *   file dev=D ino=I off=O fplen=N fp=HHHHHHHHHHHHHHHH skip=0|1 path=P
+ * off is the first byte not handed on (the start of a pending partial line);
+ * fp is fp_hash of the first fplen bytes; skip=1 means the splitter was
+ * dropping the rest of an over-long line; P is the name the file was followed
+ * under, with bytes <= ' ', >= 0x7f and '%' written as %XX.
+ */
+
+#define CKPT_MAX_RECORDS 100000
+
+struct saved {
+	char *path;
+	uint64_t dev, ino, off, fp;
+	size_t fp_len;
+	bool skip;
+	bool ignore; /* not matched by the pattern any more */
+};
+
+static void saved_free(struct saved *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+static int pct_append(struct kl_buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p <= ' ' || *p >= 0x7f || *p == '%') {
+			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			if (kl_buf_append(b, e, 3) < 0)
+				return -ENOMEM;
+		} else if (kl_buf_append(b, p, 1) < 0) {
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode a %XX-encoded path: no NUL, no raw blank or control byte. */
+static int pct_decode(const char *s, size_t n, char **out)
+{
+	char *d = malloc(n + 1);
+	size_t j = 0;
+	if (!d)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '%') {
+			if (i + 2 >= n)
+				goto bad;
+			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				goto bad;
+			d[j++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (c <= ' ' || c == 0x7f) {
+			goto bad;
+		} else {
+			d[j++] = (char)c;
+		}
+	}
+	if (j == 0 || j >= PATH_MAX)
+		goto bad;
+	d[j] = '\0';
+	*out = d;
+	return 0;
+bad:
+	free(d);
+	return -EINVAL;
+}
+
+/* Parse "KEY=value" at *p (value up to the next ' ' or the end of line). */
+static int field(const char **p, const char *end, const char *key, struct kl_str *val)
+{
+	size_t kl = strlen(key);
+	if ((size_t)(end - *p) < kl + 1 || memcmp(*p, key, kl) != 0 || (*p)[kl] != '=')
+		return -EINVAL;
+	const char *v = *p + kl + 1, *e = v;
+	while (e < end && *e != ' ')
+		e++;
+	if (e == v)
+		return -EINVAL;
+	*val = (struct kl_str){ v, (size_t)(e - v) };
+	*p = e < end ? e + 1 : e;
+	return 0;
+}
+
+static int field_u64(const char **p, const char *end, const char *key, uint64_t *out)
+{
+	struct kl_str v;
+	if (field(p, end, key, &v) < 0)
+		return -EINVAL;
+	return kl_parse_u64(v.p, v.len, out) < 0 ? -EINVAL : 0;
+}
+
+static int parse_record(const char *s, const char *end, struct saved *r)
+{
+	static const char pfx[] = "file ";
+	const char *p = s;
+	uint64_t fplen, skip;
+	struct kl_str v;
+
+	memset(r, 0, sizeof(*r));
+	if ((size_t)(end - p) < sizeof pfx - 1 || memcmp(p, pfx, sizeof pfx - 1) != 0)
+		return -EINVAL;
+	p += sizeof pfx - 1;
+	if (field_u64(&p, end, "dev", &r->dev) < 0 || field_u64(&p, end, "ino", &r->ino) < 0 ||
+	    field_u64(&p, end, "off", &r->off) < 0 || field_u64(&p, end, "fplen", &fplen) < 0 ||
+	    fplen > FP_MAX || r->off > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	r->fp_len = (size_t)fplen;
+	if (field(&p, end, "fp", &v) < 0 || v.len != 16)
+		return -EINVAL;
+	for (size_t i = 0; i < 16; i++) {
+		int h = hexval(v.p[i]);
+		if (h < 0)
+			return -EINVAL;
+		r->fp = r->fp << 4 | (uint64_t)h;
+	}
+	if (field_u64(&p, end, "skip", &skip) < 0 || skip > 1)
+		return -EINVAL;
+	r->skip = skip == 1;
+	/* path= is the rest of the line. */
+	if ((size_t)(end - p) < 6 || memcmp(p, "path=", 5) != 0)
+		return -EINVAL;
+	p += 5;
+	return pct_decode(p, (size_t)(end - p), &r->path);
+}
+
+/* Parse checkpoint records; on error *bad_line is the 1-based line. */
+static int parse_state(const char *data, size_t len, struct saved **out, size_t *nout,
+		       size_t *bad_line)
+{
+	struct saved *v = NULL;
+	size_t n = 0, cap = 0, line = 0;
+	const char *p = data, *end = data + len;
+	int rc = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		line++;
+		if (n == CKPT_MAX_RECORDS) {
+			rc = -E2BIG;
+			goto fail;
+		}
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 8;
+			struct saved *nv = realloc(v, c * sizeof(*nv));
+			if (!nv) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = c;
+		}
+		rc = parse_record(p, le, &v[n]);
+		if (rc < 0)
+			goto fail;
+		n++;
+		p = nl ? nl + 1 : end;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+fail:
+	if (bad_line)
+		*bad_line = line;
+	saved_free(v, n);
+	return rc;
+}
+
+int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line)
+{
+	struct saved *v = NULL;
+	size_t n = 0;
+	int rc = parse_state(data, len, &v, &n, bad_line);
+	if (rc == 0)
+		saved_free(v, n);
+	return rc;
+}
+
+int ingest_tail_save(const struct ingest_tail *t, struct kl_buf *out)
+{
+	size_t mark = out->len;
+	for (const struct tfile *f = t->files; f; f = f->next) {
+		/* The pending partial line was not handed on: it is read again. */
+		uint64_t off = f->off - f->lines.len;
+		if (kl_buf_appendf(out,
+				   "file dev=%llu ino=%llu off=%llu fplen=%zu fp=%016llx skip=%d "
+				   "path=",
+				   (unsigned long long)f->dev, (unsigned long long)f->ino,
+				   (unsigned long long)off, f->fp_len, (unsigned long long)f->fp,
+				   f->lines.skipping ? 1 : 0) < 0 ||
+		    pct_append(out, f->path) < 0 || kl_buf_append(out, "\n", 1) < 0) {
+			out->len = mark;
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Is the open file (of size size) the saved one, read up to r->off? */
+static bool same_content(int fd, uint64_t size, const struct saved *r)
+{
+	char b[FP_MAX];
+	if (size < r->off || size < r->fp_len)
+		return false;
+	ssize_t n = pread_all(fd, b, r->fp_len, 0);
+	return n == (ssize_t)r->fp_len && fp_hash(b, r->fp_len) == r->fp;
+}
+
+static bool compressed_name(const char *name)
+{
+	static const char *const ext[] = { ".gz", ".bz2", ".xz", ".zst" };
+	size_t n = strlen(name);
+	for (size_t i = 0; i < KL_ARRAY_LEN(ext); i++) {
+		size_t e = strlen(ext[i]);
+		if (n > e && strcmp(name + n - e, ext[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The saved file r no longer is at r->path (rotated, or copied and truncated
+ * while we were stopped): look for it among the siblings NAME.* and NAME-*
+ * (not compressed ones: they are not read here), by identity and content,
+ * else by content alone (a copy). If found, follow it as a draining file under
+ * the saved name, from the saved offset: it is read to its end before the file
+ * now at r->path.
+ */
+static void restore_rotated(struct ingest_tail *t, const struct saved *r, dev_t cur_dev,
+			    ino_t cur_ino)
+{
+	const char *slash = strrchr(r->path, '/');
+	char dir[PATH_MAX];
+	const char *base = slash ? slash + 1 : r->path;
+	size_t dlen = slash ? (size_t)(slash - r->path) : 0, blen = strlen(base);
+	char best[PATH_MAX] = "";
+	int best_rank = 0;
+
+	if (!slash)
+		memcpy(dir, ".", 2);
+	else if (dlen == 0)
+		memcpy(dir, "/", 2);
+	else {
+		memcpy(dir, r->path, dlen);
+		dir[dlen] = '\0';
+	}
+	DIR *d = opendir(dir);
+	if (d) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			const char *nm = de->d_name;
+			if (strncmp(nm, base, blen) != 0 || (nm[blen] != '.' && nm[blen] != '-') ||
+			    nm[blen + 1] == '\0' || compressed_name(nm))
+				continue;
+			char cand[PATH_MAX];
+			int w = snprintf(cand, sizeof cand, "%s/%s", dir, nm);
+			if (w < 0 || (size_t)w >= sizeof cand)
+				continue;
+			struct stat st;
+			int fd = open(cand, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+			if (fd < 0)
+				continue;
+			int rank = 0;
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+			    !(st.st_dev == cur_dev && st.st_ino == cur_ino) &&
+			    !find_ino(t, st.st_dev, st.st_ino) &&
+			    same_content(fd, (uint64_t)st.st_size, r)) {
+				if ((uint64_t)st.st_dev == r->dev && (uint64_t)st.st_ino == r->ino)
+					rank = 2;
+				else if (r->fp_len > 0)
+					rank = 1;
+			}
+			close(fd);
+			if (rank > best_rank) {
+				best_rank = rank;
+				memcpy(best, cand, (size_t)w + 1);
+			}
+		}
+		closedir(d);
+	}
+
+	if (best_rank > 0) {
+		struct stat st;
+		int fd = open(best, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    same_content(fd, (uint64_t)st.st_size, r)) {
+			struct tfile *f = track(t, fd, &st, r->path, r->off, true);
+			if (f) {
+				f->lines.skipping = r->skip;
+				t->st.rotations++;
+				kl_log(KL_LOG_INFO,
+				       "tail %s: \"%s\" (inode %llu) became \"%s\" (inode %llu) "
+				       "while we were stopped; resuming it at offset %llu, to its "
+				       "end, before the new \"%s\"",
+				       t->pattern, r->path, (unsigned long long)r->ino, best,
+				       (unsigned long long)st.st_ino, (unsigned long long)r->off,
+				       r->path);
+				return;
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	kl_log(KL_LOG_WARN,
+	       "tail %s: \"%s\" (inode %llu, checkpoint offset %llu) was %s while we were "
+	       "stopped and is not among its uncompressed siblings (%s.*, %s-*); whatever it held "
+	       "past that offset is lost",
+	       t->pattern, r->path, (unsigned long long)r->ino, (unsigned long long)r->off,
+	       (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino
+		       ? "truncated or rewritten"
+		       : "rotated or removed",
+	       base, base);
+}
+
+/* Open r->path: resume the saved file that is still there, or read the new
+ * one from 0 (it replaced the saved one, or the saved one was truncated). */
+static void restore_path(struct ingest_tail *t, const struct saved *v, size_t n, const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return; /* picked up by the scan if it appears */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || find_ino(t, st.st_dev, st.st_ino)) {
+		close(fd);
+		return; /* the scan decides (and reports) */
+	}
+	const struct saved *r = NULL;
+	for (size_t i = 0; i < n && !r; i++)
+		if (!v[i].ignore && strcmp(v[i].path, path) == 0 &&
+		    v[i].dev == (uint64_t)st.st_dev && v[i].ino == (uint64_t)st.st_ino &&
+		    same_content(fd, (uint64_t)st.st_size, &v[i]))
+			r = &v[i];
+	struct tfile *f = track(t, fd, &st, path, r ? r->off : 0, false);
+	if (!f) {
+		close(fd);
+		return;
+	}
+	if (r) {
+		f->lines.skipping = r->skip;
+		kl_log(KL_LOG_INFO, "tail %s: resuming \"%s\" (inode %llu) at offset %llu of %llu",
+		       t->pattern, path, (unsigned long long)f->ino, (unsigned long long)f->off,
+		       (unsigned long long)st.st_size);
+	} else {
+		kl_log(KL_LOG_INFO,
+		       "tail %s: \"%s\" (inode %llu) is not the file the checkpoint names "
+		       "(replaced or truncated since); reading it from the start",
+		       t->pattern, path, (unsigned long long)f->ino);
+	}
+}
+
+/*
+ * Apply saved records before the first scan. First the files whose name no
+ * longer names them (found among the rotated siblings, read first), then each
+ * saved name; the scan that follows applies from_beginning to the rest.
+ */
+static void restore(struct ingest_tail *t, struct saved *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct saved *r = &v[i];
+		if (fnmatch(t->pattern, r->path, FNM_PATHNAME | FNM_PERIOD) != 0) {
+			r->ignore = true;
+			kl_log(KL_LOG_INFO,
+			       "tail %s: checkpoint entry \"%s\" does not match the pattern; "
+			       "forgotten",
+			       t->pattern, r->path);
+			continue;
+		}
+		struct stat st;
+		bool in_place = false;
+		dev_t cd = 0;
+		ino_t ci = 0;
+		int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0) {
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+				cd = st.st_dev;
+				ci = st.st_ino;
+				in_place = (uint64_t)cd == r->dev && (uint64_t)ci == r->ino &&
+					   same_content(fd, (uint64_t)st.st_size, r);
+			}
+			close(fd);
+		}
+		if (!in_place && !find_ino(t, (dev_t)r->dev, (ino_t)r->ino))
+			restore_rotated(t, r, cd, ci);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].ignore && !find_path(t, v[i].path))
+			restore_path(t, v, n, v[i].path);
+}
+
+/* ---------------------------------------------------------------------------
  * Public interface.
  */
 
@@ -884,6 +1303,22 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 	t->glob_w.data = t;
 	ev_timer_start(loop, &t->glob_w);
 
+	if (opts->state && opts->state_len) {
+		struct saved *v = NULL;
+		size_t n = 0, bad = 0;
+		int prc = parse_state(opts->state, opts->state_len, &v, &n, &bad);
+		if (prc == -ENOMEM)
+			goto fail;
+		if (prc < 0) {
+			kl_log(KL_LOG_ERROR,
+			       "tail %s: checkpoint record %zu is not valid; starting without "
+			       "the checkpoint",
+			       t->pattern, bad);
+		} else {
+			restore(t, v, n);
+			saved_free(v, n);
+		}
+	}
 	t->initial = true;
 	reconcile(t, true, true);
 	t->initial = false;

@@ -54,11 +54,18 @@ static struct record *record_stdout_new(const char *name, int fd)
 
 static struct record *record_jsonl_new(const char *name, const char *path, bool events, int *err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		*err = -errno;
 		return NULL;
 	}
+	/* A line cut short by a crash of the last run: end it, so the next
+	 * record starts on a line of its own and every other line stays JSON. */
+	char last;
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size > 0 && pread(fd, &last, 1, size - 1) == 1 && last != '\n' &&
+	    write(fd, "\n", 1) != 1)
+		kl_log(KL_LOG_WARN, "sink '%s': cannot end the cut-off last line of %s", name, path);
 	struct record *s = record_alloc(name, fd, events);
 	if (!s || !(s->path = kl_strndup(path, strlen(path)))) {
 		if (s)

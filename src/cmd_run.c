@@ -6,10 +6,27 @@
  * tick), and a timer evaluates every rule each eval_interval (window expiry,
  * `for`, flatline). Signal watchers only record and break or reload on the
  * loop; nothing here blocks.
+ *
+ * Checkpoint: state_dir/checkpoint holds the position of every followed file
+ * of every source, so a restart resumes where the last run stopped:
+ *
+ *   klaxon-checkpoint 1
+ *   source NAME
+ *   file dev=... ino=... off=... fplen=... fp=... skip=0 path=...   (ingest.h)
+ *   ...
+ *   end
+ *
+ * It is read once at start (missing: a first start; invalid: logged, then as
+ * if missing), and written with the durable-write recipe every
+ * CHECKPOINT_INTERVAL when it changed, and at a clean stop after the last
+ * flush. Offsets are those of lines already handed on and flushed to the
+ * sinks: after a crash, at most the lines of the last interval come again.
  */
+#include <errno.h>
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ingest/ingest.h"
 #include "src/args.h"
@@ -17,6 +34,10 @@
 #include "src/pipeline.h"
 
 #define REPORT_INTERVAL 60.0
+#define CHECKPOINT_INTERVAL 1.0
+#define CHECKPOINT_NAME "checkpoint"
+#define CHECKPOINT_MAX (64u << 20)
+#define CHECKPOINT_MAGIC "klaxon-checkpoint 1\n"
 
 struct run;
 
@@ -37,6 +58,14 @@ struct run {
 	ev_signal sigterm;
 	ev_signal sigint;
 	ev_signal sighup;
+	/* checkpoint */
+	char *ckpt_path;
+	char *ckpt_data;	   /* as read at start; sections point into it */
+	struct kl_str *ckpt_sec;   /* per source: its records (p NULL: none) */
+	struct kl_buf ckpt_last;   /* what was written last */
+	struct kl_buf ckpt_next;
+	bool ckpt_failing;	   /* the last write failed (logged once) */
+	ev_timer ckpt;
 };
 
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
@@ -103,6 +132,153 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
 	runtime_reload_rules(&r->rt);
 }
 
+/* ---------------------------------------------------------------------------
+ * Checkpoint.
+ */
+
+/* Split the checkpoint into per-source sections. 0, or -EINVAL with *line. */
+static int ckpt_parse(struct run *r, const char *data, size_t len, size_t *line,
+		      const char **why)
+{
+	const struct config *cfg = r->rt.cfg;
+	const char *p = data, *end = data + len;
+	size_t n = strlen(CHECKPOINT_MAGIC);
+	long cur = -1; /* source index of the section, -2: a source not configured */
+	bool ended = false;
+
+	*line = 1;
+	*why = "expected the header \"klaxon-checkpoint 1\"";
+	if (len < n || memcmp(p, CHECKPOINT_MAGIC, n) != 0)
+		return -EINVAL;
+	p += n;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		(*line)++;
+		*why = "expected a complete line";
+		if (!nl)
+			return -EINVAL;
+		size_t l = (size_t)(nl - p);
+		*why = "expected nothing after \"end\"";
+		if (ended)
+			return -EINVAL;
+		if (l == 3 && memcmp(p, "end", 3) == 0) {
+			ended = true;
+		} else if (l > 7 && memcmp(p, "source ", 7) == 0) {
+			cur = -2;
+			for (size_t i = 0; i < cfg->nsources; i++)
+				if (kl_str_eq((struct kl_str){ p + 7, l - 7 }, cfg->sources[i].name,
+					      strlen(cfg->sources[i].name)))
+					cur = (long)i;
+			*why = "a source appears twice";
+			if (cur >= 0 && r->ckpt_sec[cur].p)
+				return -EINVAL;
+			if (cur >= 0)
+				r->ckpt_sec[cur] = (struct kl_str){ nl + 1, 0 };
+		} else if (l > 5 && memcmp(p, "file ", 5) == 0) {
+			*why = "a file record outside a source section";
+			if (cur == -1)
+				return -EINVAL;
+			size_t bad = 0;
+			*why = "expected a file record (file dev=... ino=... off=... fplen=... "
+			       "fp=... skip=... path=...)";
+			if (ingest_tail_state_check(p, l, &bad) < 0)
+				return -EINVAL;
+			if (cur >= 0)
+				r->ckpt_sec[cur].len += l + 1;
+		} else {
+			*why = "expected \"source NAME\", \"file ...\" or \"end\"";
+			return -EINVAL;
+		}
+		p = nl + 1;
+	}
+	*why = "expected \"end\" (the file is cut short)";
+	return ended ? 0 : -EINVAL;
+}
+
+/* Read the checkpoint, if any. Only -ENOMEM is fatal. */
+static int ckpt_load(struct run *r)
+{
+	const char *dir = r->rt.cfg->state_dir;
+	size_t n = r->rt.cfg->nsources, len = 0, line = 0;
+	const char *why = NULL;
+	struct kl_buf b = { 0 };
+
+	if (kl_buf_appendf(&b, "%s/%s", dir, CHECKPOINT_NAME) < 0)
+		return -ENOMEM;
+	r->ckpt_path = b.p;
+	r->ckpt_sec = calloc(n ? n : 1, sizeof *r->ckpt_sec);
+	if (!r->ckpt_sec)
+		return -ENOMEM;
+	int rc = kl_read_file(r->ckpt_path, CHECKPOINT_MAX, &r->ckpt_data, &len);
+	if (rc == -ENOENT) {
+		kl_log(KL_LOG_INFO, "run: no checkpoint \"%s\" yet: a first start", r->ckpt_path);
+		return 0;
+	}
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		kl_log(KL_LOG_ERROR,
+		       "run: cannot read the checkpoint \"%s\": %s; starting without it",
+		       r->ckpt_path, strerror(-rc));
+		return 0;
+	}
+	if (ckpt_parse(r, r->ckpt_data, len, &line, &why) < 0) {
+		kl_log(KL_LOG_ERROR,
+		       "run: checkpoint \"%s\" line %zu: %s; starting without it (files are read "
+		       "as the sources' `from` says)",
+		       r->ckpt_path, line, why);
+		memset(r->ckpt_sec, 0, (n ? n : 1) * sizeof *r->ckpt_sec);
+		return 0;
+	}
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++)
+		found += r->ckpt_sec[i].p != NULL;
+	kl_log(KL_LOG_INFO, "run: checkpoint \"%s\": positions of %zu of %zu source(s)",
+	       r->ckpt_path, found, n);
+	return 0;
+}
+
+/* Write the checkpoint if it changed since the last write. */
+static void ckpt_write(struct run *r)
+{
+	struct kl_buf *b = &r->ckpt_next;
+	kl_buf_reset(b);
+	int rc = kl_buf_append_str(b, CHECKPOINT_MAGIC);
+	for (size_t i = 0; i < r->ntails && rc == 0; i++) {
+		rc = kl_buf_appendf(b, "source %s\n", r->rt.cfg->sources[i].name);
+		if (rc == 0)
+			rc = ingest_tail_save(r->tails[i], b);
+	}
+	if (rc == 0)
+		rc = kl_buf_append_str(b, "end\n");
+	if (rc == 0 && b->len == r->ckpt_last.len && memcmp(b->p, r->ckpt_last.p, b->len) == 0)
+		return;
+	if (rc == 0)
+		rc = kl_write_file_atomic(r->ckpt_path, b->p, b->len);
+	if (rc < 0) {
+		if (!r->ckpt_failing)
+			kl_log(KL_LOG_ERROR,
+			       "run: cannot write the checkpoint \"%s\": %s; retrying every %gs "
+			       "(a restart now would resume from the last one written)",
+			       r->ckpt_path, strerror(-rc), CHECKPOINT_INTERVAL);
+		r->ckpt_failing = true;
+		return;
+	}
+	if (r->ckpt_failing)
+		kl_log(KL_LOG_INFO, "run: the checkpoint \"%s\" is written again", r->ckpt_path);
+	r->ckpt_failing = false;
+	struct kl_buf tmp = r->ckpt_last;
+	r->ckpt_last = *b;
+	*b = tmp;
+}
+
+static void on_checkpoint(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct run *r = w->data;
+	runtime_flush(&r->rt); /* what the offsets count as handed on is out */
+	ckpt_write(r);
+}
+
 static int start_tails(struct run *r)
 {
 	size_t n = r->rt.cfg->nsources;
@@ -119,6 +295,8 @@ static int start_tails(struct run *r)
 			.pattern = s->path,
 			.from_beginning = s->from_beginning,
 			.max_line = s->max_line,
+			.state = r->ckpt_sec[i].p,
+			.state_len = r->ckpt_sec[i].len,
 		};
 		struct ingest_tail_cbs cbs = { on_line, on_batch, &r->ctxs[i] };
 		int err = 0;
@@ -148,6 +326,9 @@ static void watch(struct run *r)
 	ev_signal_start(r->loop, &r->sigterm);
 	ev_signal_start(r->loop, &r->sigint);
 	ev_signal_start(r->loop, &r->sighup);
+	ev_timer_init(&r->ckpt, on_checkpoint, CHECKPOINT_INTERVAL, CHECKPOINT_INTERVAL);
+	r->ckpt.data = r;
+	ev_timer_start(r->loop, &r->ckpt);
 }
 
 int cmd_run(int argc, char **argv)
@@ -167,8 +348,15 @@ int cmd_run(int argc, char **argv)
 	}
 	if (runtime_load(&r.rt, path, &d) < 0 || runtime_open_sinks(&r.rt, r.loop) < 0)
 		goto out;
+	if (ckpt_load(&r) < 0) {
+		kl_log(KL_LOG_ERROR, "run: no memory for the checkpoint");
+		goto out;
+	}
 	if (start_tails(&r) < 0)
 		goto out;
+	free(r.ckpt_data); /* the tails have read their sections */
+	r.ckpt_data = NULL;
+	memset(r.ckpt_sec, 0, r.rt.cfg->nsources * sizeof *r.ckpt_sec);
 	watch(&r);
 	kl_log(KL_LOG_INFO, "run: %zu source(s), %zu rule(s) from %s", r.rt.cfg->nsources,
 	       rules_count(r.rt.rules), path);
@@ -176,13 +364,22 @@ int cmd_run(int argc, char **argv)
 	status = EXIT_OK;
 out:
 	for (size_t i = 0; i < r.ntails; i++) {
-		ingest_tail_free(r.tails[i]);
 		ev_timer_stop(r.loop, &r.ctxs[i].flush);
 		runtime_input_flush(&r.rt, (unsigned)i); /* a record cut short by the stop */
 	}
+	runtime_flush(&r.rt);
+	if (status == EXIT_OK)
+		ckpt_write(&r); /* after the last flush, before the tails go */
+	ev_timer_stop(r.loop, &r.ckpt);
+	for (size_t i = 0; i < r.ntails; i++)
+		ingest_tail_free(r.tails[i]);
 	free(r.tails);
 	free(r.ctxs);
-	runtime_flush(&r.rt);
+	free(r.ckpt_path);
+	free(r.ckpt_data);
+	free(r.ckpt_sec);
+	kl_buf_free(&r.ckpt_last);
+	kl_buf_free(&r.ckpt_next);
 	runtime_free(&r.rt);
 	ev_loop_destroy(r.loop);
 	return status;

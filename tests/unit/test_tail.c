@@ -760,6 +760,221 @@ static void test_bad_pattern(void **state)
 	ingest_tail_free(NULL);
 }
 
+/* ---------------------------------------------------------------------------
+ * Checkpoints: ingest_tail_save, then a new tail with opts.state.
+ */
+
+/* Save the tail's records into *buf (reset first), then free the tail. */
+static void save_and_stop(struct fixture *fx, struct kl_buf *buf)
+{
+	kl_buf_reset(buf);
+	assert_int_equal(ingest_tail_save(fx->t, buf), 0);
+	size_t bad = 0;
+	if (ingest_tail_state_check(buf->p, buf->len, &bad) != 0)
+		fail_msg("saved records do not check (line %zu): %.*s", bad, (int)buf->len, buf->p);
+	ingest_tail_free(fx->t);
+	fx->t = NULL;
+}
+
+static void start_from(struct fixture *fx, const char *pattern, bool from_beg,
+		       const struct kl_buf *buf)
+{
+	struct ingest_tail_opts o = opts_for(fx, pattern, from_beg);
+	o.state = buf->p;
+	o.state_len = buf->len;
+	start(fx, &o);
+}
+
+static void test_checkpoint_resume(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	/* a name that needs encoding: a blank and a '%' */
+	append(fx, "a b%.log", "l1\nl2\npart");
+	start_simple(fx, "a b%.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	/* the partial line was not handed on: the offset is its start */
+	if (!strstr(buf.p, " off=6 ") || !strstr(buf.p, "/a%20b%25.log\n"))
+		fail_msg("unexpected record: %.*s", (int)buf.len, buf.p);
+	append(fx, "a b%.log", "ial\nl3\n");
+	start_from(fx, "a b%.log", true, &buf);
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "l1", "l2", "partial", "l3");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_rotated_while_stopped(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\na2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	/* while stopped: more lines, rename, a new file */
+	put(fx, 0, "a3\n");
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log.1")), 0);
+	put(fx, 0, "a4\n");
+	writer(fx, 1, "a.log");
+	put(fx, 1, "b1\n");
+	/* from the end for unknown files: the new a.log is still read from 0 */
+	start_from(fx, "a.log", false, &buf);
+	assert_true(run_until_lines(fx, 5));
+	put(fx, 1, "b2\n");
+	assert_true(run_until_lines(fx, 6));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "a3", "a4", "b1", "b2");
+	assert_int_equal(stats(fx).rotations, 1);
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_dateext_while_stopped(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 1));
+	save_and_stop(fx, &buf);
+	put(fx, 0, "a2\n");
+	/* a compressed sibling is not searched; a dateext one is */
+	append(fx, "a.log.2.gz", "not gzip, not ours\n");
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log-20260101")), 0);
+	writer(fx, 1, "a.log");
+	put(fx, 1, "b1\n");
+	start_from(fx, "a.log", true, &buf);
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "b1");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_copytruncate_while_stopped(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "c1\nc2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	save_and_stop(fx, &buf);
+	/* while stopped: more lines, copied to a.log.1, a.log truncated */
+	put(fx, 0, "c3\n");
+	append(fx, "a.log.1", "c1\nc2\nc3\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "d1\n");
+	start_from(fx, "a.log", true, &buf);
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "c1", "c2", "c3", "d1");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_replaced_while_stopped(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	append(fx, "a.log", "r1\nr2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	save_and_stop(fx, &buf);
+	/* same inode, rewritten longer than the offset: the first bytes differ */
+	int fd = open(path_of(fx, "a.log"), O_WRONLY | O_TRUNC | O_CLOEXEC);
+	assert_true(fd >= 0);
+	write_all(fd, "s1 other content\ns2\n", 20);
+	close(fd);
+	start_from(fx, "a.log", false, &buf);
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "r1", "r2", "s1 other content", "s2");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_unknown_file_follows_from(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	append(fx, "a.log", "a1\n");
+	start_simple(fx, "*.log", true);
+	assert_true(run_until_lines(fx, 1));
+	save_and_stop(fx, &buf);
+	append(fx, "a.log", "a2\n");
+	append(fx, "b.log", "b-old\n"); /* not in the checkpoint: from the end */
+	start_from(fx, "*.log", false, &buf);
+	assert_true(run_until_lines(fx, 2));
+	append(fx, "b.log", "b-new\n");
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "b-new");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_inside_long_line(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
+	o.max_line = 8;
+	append(fx, "a.log", "x1\n0123456789abc");
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 2)); /* x1, then the cut line */
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	if (!strstr(buf.p, " off=16 ") || !strstr(buf.p, " skip=1 "))
+		fail_msg("unexpected record: %.*s", (int)buf.len, buf.p);
+	append(fx, "a.log", "def\nok\n");
+	o.state = buf.p;
+	o.state_len = buf.len;
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	/* the rest of the cut line is still skipped after the restart */
+	EXPECT(fx, "x1", "01234567", "ok");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_state_check(void **state)
+{
+	(void)state;
+	static const char ok[] =
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/x/a%20b\n"
+		"file dev=1 ino=3 off=0 fplen=0 fp=0123456789abcdef skip=1 path=rel.log";
+	size_t bad = 0;
+	assert_int_equal(ingest_tail_state_check(ok, strlen(ok), &bad), 0);
+	assert_int_equal(ingest_tail_state_check("", 0, &bad), 0);
+	static const char *const bads[] = {
+		"file dev=1",
+		"file dev=1 ino=2 off=3 fplen=3 fp=ff skip=0 path=/x",		 /* short fp */
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000fg skip=0 path=/x", /* not hex */
+		"file dev=1 ino=2 off=3 fplen=2000 fp=00000000000000ff skip=0 path=/x",
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=2 path=/x",
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/a b",
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/a%00",
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/a%2",
+		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=",
+		"file dev=-1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/x",
+		"file dev=1 ino=2 off=99999999999999999999 fplen=3 fp=00000000000000ff skip=0 "
+		"path=/x",
+		"file ino=2 dev=1 off=3 fplen=3 fp=00000000000000ff skip=0 path=/x",
+		"\n",
+	};
+	for (size_t i = 0; i < KL_ARRAY_LEN(bads); i++) {
+		char two[512];
+		int n = snprintf(two, sizeof two, "%.*s%s", 72, ok, bads[i]);
+		assert_true(n > 0 && (size_t)n < sizeof two);
+		bad = 0;
+		if (ingest_tail_state_check(two, (size_t)n, &bad) != -EINVAL)
+			fail_msg("accepted: \"%s\"", bads[i]);
+		assert_int_equal(bad, 2);
+	}
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -783,6 +998,14 @@ int main(void)
 		T(test_busy_file_does_not_starve),
 		T(test_without_inotify),
 		T(test_bad_pattern),
+		T(test_checkpoint_resume),
+		T(test_checkpoint_rotated_while_stopped),
+		T(test_checkpoint_dateext_while_stopped),
+		T(test_checkpoint_copytruncate_while_stopped),
+		T(test_checkpoint_replaced_while_stopped),
+		T(test_checkpoint_unknown_file_follows_from),
+		T(test_checkpoint_inside_long_line),
+		T(test_checkpoint_state_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
