@@ -50,6 +50,7 @@
 
 #include <pcre2.h>
 
+#include "common/kl_regex.h"
 #include "ingest/ingest.h"
 
 #define ML_DEFAULT_TIMEOUT_US (500 * 1000)
@@ -171,19 +172,12 @@ struct ingest_multiline *ingest_multiline_new(const struct ingest_multiline_opts
 			goto fail;
 	}
 
-	int jrc = pcre2_jit_compile(m->code, PCRE2_JIT_COMPLETE);
-	size_t jsize = 0;
-	if (jrc == 0)
-		pcre2_pattern_info(m->code, PCRE2_INFO_JITSIZE, &jsize);
-	m->jit = jrc == 0 && jsize > 0;
-	if (!m->jit) {
-		PCRE2_UCHAR msg[256] = "disabled by the regex";
-		if (jrc < 0)
-			pcre2_get_error_message(jrc, msg, sizeof msg);
+	char why[256];
+	m->jit = kl_regex_jit(m->code, why, sizeof why);
+	if (!m->jit)
 		kl_log(KL_LOG_WARN,
 		       "multiline %s '%s': PCRE2 JIT not available (%s); using the interpreter, which is several times slower",
-		       what, regex, (const char *)msg);
-	}
+		       what, regex, why);
 
 	m->md = pcre2_match_data_create(1, NULL);
 	m->mctx = pcre2_match_context_create(NULL);

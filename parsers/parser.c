@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/kl_regex.h"
 #include "parsers/parsers_int.h"
 
 /* Backtracking steps a line may take before it counts as unmatched. The
@@ -363,19 +364,12 @@ struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errl
 			goto fail;
 	}
 
-	int jrc = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE);
-	size_t jsize = 0;
-	if (jrc == 0)
-		pcre2_pattern_info(p->code, PCRE2_INFO_JITSIZE, &jsize);
-	p->jit = jrc == 0 && jsize > 0;
-	if (!p->jit) {
-		PCRE2_UCHAR msg[256] = "disabled by the regex";
-		if (jrc < 0)
-			pcre2_get_error_message(jrc, msg, sizeof msg);
+	char why[256];
+	p->jit = kl_regex_jit(p->code, why, sizeof why);
+	if (!p->jit)
 		kl_log(KL_LOG_WARN,
 		       "parser '%s': PCRE2 JIT not available (%s); using the interpreter, which is several times slower",
-		       p->name, (const char *)msg);
-	}
+		       p->name, why);
 
 	p->mctx = pcre2_match_context_create(NULL);
 	p->md = pcre2_match_data_create_from_pattern(p->code, NULL);
