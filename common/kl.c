@@ -83,6 +83,101 @@ int kl_buf_append(struct kl_buf *b, const void *data, size_t n)
 	return 0;
 }
 
+/* ---- binary encoding ---------------------------------------------------- */
+
+int kl_buf_put_u64(struct kl_buf *b, uint64_t v)
+{
+	unsigned char tmp[10];
+	size_t n = 0;
+	do {
+		unsigned char c = v & 0x7f;
+		v >>= 7;
+		tmp[n++] = (unsigned char)(c | (v ? 0x80 : 0));
+	} while (v);
+	return kl_buf_append(b, tmp, n);
+}
+
+int kl_buf_put_i64(struct kl_buf *b, int64_t v)
+{
+	/* zigzag: small magnitudes of either sign stay short */
+	uint64_t u = (uint64_t)v;
+	return kl_buf_put_u64(b, (u << 1) ^ (v < 0 ? UINT64_MAX : 0));
+}
+
+int kl_buf_put_f64(struct kl_buf *b, double v)
+{
+	uint64_t u;
+	unsigned char tmp[8];
+	memcpy(&u, &v, 8);
+	for (int i = 0; i < 8; i++)
+		tmp[i] = (unsigned char)(u >> (8 * i));
+	return kl_buf_append(b, tmp, 8);
+}
+
+int kl_buf_put_bytes(struct kl_buf *b, const void *p, size_t n)
+{
+	int rc = kl_buf_put_u64(b, n);
+	return rc < 0 ? rc : kl_buf_append(b, p, n);
+}
+
+uint64_t kl_rd_u64(struct kl_rd *r)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; !r->bad && shift < 64; shift += 7) {
+		if (r->p == r->end)
+			break;
+		unsigned char c = *r->p++;
+		if (shift == 63 && c > 1)
+			break; /* more than 64 bits */
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return v;
+	}
+	r->bad = true;
+	return 0;
+}
+
+uint64_t kl_rd_count(struct kl_rd *r, uint64_t max)
+{
+	uint64_t v = kl_rd_u64(r);
+	if (v > max)
+		r->bad = true;
+	return r->bad ? 0 : v;
+}
+
+int64_t kl_rd_i64(struct kl_rd *r)
+{
+	uint64_t u = kl_rd_u64(r);
+	return (int64_t)((u >> 1) ^ (0 - (u & 1)));
+}
+
+double kl_rd_f64(struct kl_rd *r)
+{
+	uint64_t u = 0;
+	double v;
+	if (r->bad || r->end - r->p < 8) {
+		r->bad = true;
+		return 0;
+	}
+	for (int i = 0; i < 8; i++)
+		u |= (uint64_t)r->p[i] << (8 * i);
+	r->p += 8;
+	memcpy(&v, &u, 8);
+	return v;
+}
+
+struct kl_str kl_rd_bytes(struct kl_rd *r, size_t max)
+{
+	uint64_t n = kl_rd_count(r, max);
+	if (r->bad || (uint64_t)(r->end - r->p) < n) {
+		r->bad = true;
+		return (struct kl_str){ "", 0 };
+	}
+	struct kl_str s = { (const char *)r->p, (size_t)n };
+	r->p += n;
+	return s;
+}
+
 int kl_buf_append_str(struct kl_buf *b, const char *s)
 {
 	return kl_buf_append(b, s, strlen(s));

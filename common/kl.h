@@ -54,6 +54,42 @@ static inline void kl_buf_reset(struct kl_buf *b) { b->len = 0; }
 void kl_buf_free(struct kl_buf *b);
 
 /*
+ * A compact binary encoding for saved state (rules windows, and later what
+ * replicas share): unsigned LEB128 varints, zigzag for signed, doubles as
+ * their 8 IEEE bytes little-endian, byte strings as a varint length and the
+ * bytes. The put functions return 0 or -ENOMEM like kl_buf_append.
+ */
+int kl_buf_put_u64(struct kl_buf *b, uint64_t v);
+int kl_buf_put_i64(struct kl_buf *b, int64_t v);
+int kl_buf_put_f64(struct kl_buf *b, double v);
+int kl_buf_put_bytes(struct kl_buf *b, const void *p, size_t n);
+
+/*
+ * The reader: reads never run past end; the first short or malformed read
+ * sets bad, and every later read returns 0 (or an empty string), so a decoder
+ * reads a whole record and checks bad once.
+ */
+struct kl_rd {
+	const unsigned char *p, *end;
+	bool bad;
+};
+static inline struct kl_rd kl_rd_of(const void *p, size_t n)
+{
+	return (struct kl_rd){ p, (const unsigned char *)p + n, false };
+}
+uint64_t kl_rd_u64(struct kl_rd *r);
+/* A varint that must be <= max (else bad): counts and indexes. */
+uint64_t kl_rd_count(struct kl_rd *r, uint64_t max);
+int64_t kl_rd_i64(struct kl_rd *r);
+double kl_rd_f64(struct kl_rd *r);
+/* A view into the input (not copied), at most max bytes long. */
+struct kl_str kl_rd_bytes(struct kl_rd *r, size_t max);
+static inline bool kl_rd_done(const struct kl_rd *r)
+{
+	return !r->bad && r->p == r->end;
+}
+
+/*
  * Append s as a JSON string literal, quotes included. The output is always valid
  * UTF-8 JSON: control characters are escaped (\n, \t, \u00XX), invalid UTF-8
  * sequences (overlongs, surrogates, truncated sequences, bytes > 0xF4) are each

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "common/kl_yaml.h"
 #include "rules/rules_int.h"
 
@@ -86,6 +88,7 @@ struct rules_set {
 	struct kl_buf render; /* annotation rendering scratch */
 	struct rules_label *out_labels;
 	struct rules_label *out_ann;
+	uint64_t generation; /* changes whenever what rules_save writes does */
 };
 
 /* ---- groups ----------------------------------------------------------------- */
@@ -202,6 +205,7 @@ void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *
 	if (source_idx >= rs->nsources)
 		return;
 	rs->stats.events++;
+	rs->generation++;
 	for (size_t k = 0; k < rs->nby_source[source_idx]; k++) {
 		struct rule *r = &rs->rules[rs->by_source[source_idx][k]];
 		struct group *g = group_of(rs, r, ev);
@@ -419,7 +423,8 @@ static long render(struct kl_buf *out, const char *tmpl, const struct tmplctx *t
 }
 
 static void emit(struct rules_set *rs, const struct rule *r, const struct group *g,
-		 enum rules_status st, int64_t now, double value, rules_transition_fn fn, void *ctx)
+		 enum rules_status st, int64_t now, double value, rules_transition_fn fn, void *ctx,
+		 bool restored)
 {
 	size_t nl = 0;
 	rs->out_labels[nl++] = (struct rules_label){ "source", rs->sources[r->source].name };
@@ -454,14 +459,16 @@ static void emit(struct rules_set *rs, const struct rule *r, const struct group 
 		.value = value,
 		.started_us = g->since_us,
 		.window_us = r->window_us,
+		.restored = restored,
 	};
-	rs->stats.transitions++;
+	if (!restored)
+		rs->stats.transitions++;
 	if (fn)
 		fn(ctx, &tr);
 }
 
 /* Advance one group's alert state; true if the group can be forgotten. */
-static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, int64_t now,
+static bool step_state(struct rules_set *rs, struct rule *r, struct group *g, int64_t now,
 		       rules_transition_fn fn, void *ctx)
 {
 	struct evalctx c = { rs, r, g, now };
@@ -489,7 +496,7 @@ static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, in
 			g->since_us = now;
 			g->false_since_us = -1;
 			rs->stats.firing++;
-			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx);
+			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx, false);
 		}
 		return false;
 	case S_FIRING:
@@ -502,11 +509,23 @@ static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, in
 		if (now - g->false_since_us >= r->keep_us) {
 			g->state = S_INACTIVE;
 			rs->stats.firing--;
-			emit(rs, r, g, RULES_RESOLVED, now, value, fn, ctx);
+			emit(rs, r, g, RULES_RESOLVED, now, value, fn, ctx, false);
 		}
 		return false;
 	}
 	return false;
+}
+
+/* step_state, noting in the generation whether the saved state changed. */
+static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, int64_t now,
+		       rules_transition_fn fn, void *ctx)
+{
+	enum astate st = g->state;
+	int64_t since = g->since_us, false_since = g->false_since_us;
+	bool idle = step_state(rs, r, g, now, fn, ctx);
+	if (g->state != st || g->since_us != since || g->false_since_us != false_since || idle)
+		rs->generation++;
+	return idle;
 }
 
 /* Dropped groups are logged once a minute at most, with the count since. */
@@ -1100,6 +1119,7 @@ size_t rules_adopt_state(struct rules_set *to, struct rules_set *from)
 	}
 	to->last_now_us = from->last_now_us;
 	to->last_tick_us = from->last_tick_us;
+	to->generation = from->generation + 1; /* another set: save it */
 	return kept;
 }
 
@@ -1114,4 +1134,266 @@ int rules_expr_check(const char *expr, const struct parser *p, char *err, size_t
 	}
 	expr_free(&e);
 	return 0;
+}
+
+/* ---- saved state ---------------------------------------------------------------
+ *
+ *   "KLXRULES" version            8 bytes, varint (STATE_VERSION)
+ *   last_now_us last_tick_us nrules
+ *   per rule:   alert expr source window_us nby by_names... max_groups
+ *               payload (length-prefixed, so a rule that changed is skipped whole)
+ *                 ngroups, per group: by-values, state, since, false_since, window
+ *   crc32 of everything before it, 4 bytes little-endian
+ *
+ * Strings are kl_buf_put_bytes; numbers varints (common/kl.h).
+ */
+#define STATE_MAGIC "KLXRULES"
+#define STATE_VERSION 1
+#define STATE_STR_MAX 65536
+
+static int save_group(const struct rule *r, const struct group *g, struct kl_buf *b)
+{
+	int rc = 0;
+	for (size_t i = 0; i < r->nby && rc == 0; i++)
+		rc = kl_buf_put_bytes(b, g->vals[i].p, g->vals[i].len);
+	if (rc == 0)
+		rc = kl_buf_put_u64(b, (uint64_t)g->state);
+	if (rc == 0)
+		rc = kl_buf_put_i64(b, g->since_us);
+	if (rc == 0)
+		rc = kl_buf_put_i64(b, g->false_since_us);
+	if (rc == 0)
+		rc = window_encode(&g->w, &r->shape, b);
+	return rc;
+}
+
+static int save_rule(const struct rules_set *rs, const struct rule *r, struct kl_buf *b,
+		     struct kl_buf *payload)
+{
+	const char *src = rs->sources[r->source].name;
+	int rc = kl_buf_put_bytes(b, r->alert, strlen(r->alert));
+	if (rc == 0)
+		rc = kl_buf_put_bytes(b, r->expr_src, strlen(r->expr_src));
+	if (rc == 0)
+		rc = kl_buf_put_bytes(b, src, strlen(src));
+	if (rc == 0)
+		rc = kl_buf_put_i64(b, r->window_us);
+	if (rc == 0)
+		rc = kl_buf_put_u64(b, r->nby);
+	for (size_t i = 0; i < r->nby && rc == 0; i++)
+		rc = kl_buf_put_bytes(b, r->by_names[i], strlen(r->by_names[i]));
+	if (rc == 0)
+		rc = kl_buf_put_u64(b, r->max_groups);
+	kl_buf_reset(payload);
+	if (rc == 0)
+		rc = kl_buf_put_u64(payload, r->ngroups);
+	for (size_t i = 0; i < r->ngroups && rc == 0; i++)
+		rc = save_group(r, &r->groups[i], payload);
+	if (rc == 0)
+		rc = kl_buf_put_bytes(b, payload->p, payload->len);
+	return rc;
+}
+
+int rules_save(const struct rules_set *rs, struct kl_buf *out)
+{
+	size_t mark = out->len;
+	struct kl_buf payload = { 0 };
+	int rc = kl_buf_append(out, STATE_MAGIC, 8);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, STATE_VERSION);
+	if (rc == 0)
+		rc = kl_buf_put_i64(out, rs->last_now_us);
+	if (rc == 0)
+		rc = kl_buf_put_i64(out, rs->last_tick_us);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, rs->n);
+	for (size_t i = 0; i < rs->n && rc == 0; i++)
+		rc = save_rule(rs, &rs->rules[i], out, &payload);
+	kl_buf_free(&payload);
+	if (rc == 0) {
+		uLong crc = crc32(0L, (const Bytef *)out->p + mark, (uInt)(out->len - mark));
+		unsigned char c[4] = { (unsigned char)crc, (unsigned char)(crc >> 8),
+				       (unsigned char)(crc >> 16), (unsigned char)(crc >> 24) };
+		rc = kl_buf_append(out, c, 4);
+	}
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+static bool str_is(struct kl_str s, const char *z)
+{
+	return s.len == strlen(z) && memcmp(s.p, z, s.len) == 0;
+}
+
+/* The rule of rs a saved identity names, or NULL (gone, or changed). */
+static struct rule *match_rule(struct rules_set *rs, struct kl_rd *rd)
+{
+	struct kl_str alert = kl_rd_bytes(rd, STATE_STR_MAX);
+	struct kl_str expr = kl_rd_bytes(rd, STATE_STR_MAX);
+	struct kl_str src = kl_rd_bytes(rd, STATE_STR_MAX);
+	int64_t window_us = kl_rd_i64(rd);
+	size_t nby = (size_t)kl_rd_count(rd, MAX_BY);
+	struct kl_str by[MAX_BY];
+	for (size_t i = 0; i < nby; i++)
+		by[i] = kl_rd_bytes(rd, STATE_STR_MAX);
+	uint64_t max_groups = kl_rd_u64(rd);
+	if (rd->bad)
+		return NULL;
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rule *r = &rs->rules[i];
+		bool same = str_is(alert, r->alert) && str_is(expr, r->expr_src) &&
+			    str_is(src, rs->sources[r->source].name) && window_us == r->window_us &&
+			    nby == r->nby && max_groups == r->max_groups;
+		for (size_t k = 0; same && k < nby; k++)
+			same = str_is(by[k], r->by_names[k]);
+		if (same)
+			return r;
+	}
+	return NULL;
+}
+
+/* Forget every group (back to a rule fresh from loading). */
+static bool reset_groups(struct rule *r)
+{
+	for (size_t i = 0; i < r->ngroups; i++)
+		group_release(r, &r->groups[i]);
+	r->ngroups = 0;
+	free(r->groups);
+	free(r->index);
+	r->groups = NULL;
+	r->index = NULL;
+	return setup_groups(r);
+}
+
+static int restore_group(struct rule *r, struct group *g, struct kl_rd *rd)
+{
+	for (size_t i = 0; i < r->nby; i++) {
+		struct kl_str v = kl_rd_bytes(rd, STATE_STR_MAX);
+		if (rd->bad)
+			return -EINVAL;
+		char *c = kl_strndup(v.p, v.len);
+		if (!c)
+			return -ENOMEM;
+		free((void *)g->vals[i].p);
+		g->vals[i] = (struct kl_str){ c, v.len };
+		g->hash = hash_bytes(hash_bytes(i ? g->hash : 0xcbf29ce484222325ULL, c, v.len),
+				     "\x1f", 1);
+	}
+	uint64_t st = kl_rd_count(rd, S_FIRING);
+	g->state = (enum astate)st;
+	g->since_us = kl_rd_i64(rd);
+	g->false_since_us = kl_rd_i64(rd);
+	if (rd->bad)
+		return -EINVAL;
+	return window_decode(&g->w, &r->shape, rd);
+}
+
+/* One rule's groups from its payload; on failure the rule is reset. */
+static int restore_rule(struct rule *r, struct kl_str payload)
+{
+	struct kl_rd rd = kl_rd_of(payload.p, payload.len);
+	size_t n = (size_t)kl_rd_count(&rd, r->nby ? r->max_groups : 1);
+	int rc = rd.bad ? -EINVAL : 0;
+	if (rc == 0 && !reset_groups(r))
+		rc = -ENOMEM;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct group *g = r->nby ? group_create(r, NULL, 0) : &r->groups[0];
+		if (!g) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = restore_group(r, g, &rd);
+	}
+	if (rc == 0 && !kl_rd_done(&rd))
+		rc = -EINVAL;
+	if (rc < 0) {
+		if (!reset_groups(r))
+			return -ENOMEM;
+		return rc;
+	}
+	if (r->nby)
+		index_rebuild(r);
+	return 0;
+}
+
+static int restore_all(struct rules_set *rs, struct kl_rd *rd, struct rules_restore_stats *st)
+{
+	int64_t now = kl_rd_i64(rd), tick = kl_rd_i64(rd);
+	size_t n = (size_t)kl_rd_count(rd, 1000000);
+	if (rd->bad)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		struct rule *r = match_rule(rs, rd);
+		struct kl_str payload = kl_rd_bytes(rd, (size_t)(rd->end - rd->p));
+		if (rd->bad)
+			return -EINVAL;
+		if (!r) {
+			st->skipped++;
+			continue;
+		}
+		int rc = restore_rule(r, payload);
+		if (rc < 0)
+			return rc;
+		st->restored++;
+	}
+	if (!kl_rd_done(rd))
+		return -EINVAL;
+	rs->last_now_us = now > rs->last_now_us ? now : rs->last_now_us;
+	rs->last_tick_us = tick;
+	st->saved_at_us = now;
+	return 0;
+}
+
+int rules_restore(struct rules_set *rs, const char *data, size_t len,
+		  struct rules_restore_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (len < 8 + 1 + 4 || memcmp(data, STATE_MAGIC, 8) != 0)
+		return -EINVAL;
+	const unsigned char *c = (const unsigned char *)data + len - 4;
+	uLong want = (uLong)c[0] | (uLong)c[1] << 8 | (uLong)c[2] << 16 | (uLong)c[3] << 24;
+	if (crc32(0L, (const Bytef *)data, (uInt)(len - 4)) != want)
+		return -EINVAL;
+	struct kl_rd rd = kl_rd_of(data + 8, len - 12);
+	if (kl_rd_u64(&rd) != STATE_VERSION || rd.bad)
+		return -EINVAL;
+	int rc = restore_all(rs, &rd, st);
+	rs->stats.firing = 0;
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rule *r = &rs->rules[i];
+		if (rc < 0 && rc != -ENOMEM && !reset_groups(r))
+			rc = -ENOMEM;
+		for (size_t k = 0; k < r->ngroups; k++) {
+			rs->stats.firing += r->groups[k].state == S_FIRING;
+			st->firing += r->groups[k].state == S_FIRING;
+			st->pending += r->groups[k].state == S_PENDING;
+		}
+	}
+	if (rc < 0) {
+		size_t skipped = st->skipped;
+		memset(st, 0, sizeof *st);
+		st->skipped = skipped;
+	}
+	return rc;
+}
+
+uint64_t rules_generation(const struct rules_set *rs)
+{
+	return rs->generation;
+}
+
+void rules_announce(struct rules_set *rs, int64_t now, rules_transition_fn fn, void *ctx)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		struct rule *r = &rs->rules[i];
+		for (size_t k = 0; k < r->ngroups; k++) {
+			struct group *g = &r->groups[k];
+			if (g->state != S_FIRING)
+				continue;
+			struct evalctx c = { rs, r, g, now };
+			double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
+			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx, true);
+		}
+	}
 }

@@ -56,6 +56,9 @@ struct rules_transition {
 	double value;		  /* the expression's left-hand value at at_us */
 	int64_t started_us;	  /* when this firing began */
 	int64_t window_us;
+	/* A firing alert restored from saved state (rules_announce): already
+	 * notified before the restart, so sinks record it without paging. */
+	bool restored;
 };
 
 typedef void (*rules_transition_fn)(void *ctx, const struct rules_transition *t);
@@ -103,6 +106,35 @@ int64_t rules_eval_interval(const struct rules_set *rs);
  * rules kept their state; `from` is left with fresh state, to be freed.
  */
 size_t rules_adopt_state(struct rules_set *to, struct rules_set *from);
+
+/*
+ * Saved state: every rule's groups (by-values, alert state and its instants,
+ * window buckets), so a restart neither re-fires an alert that was firing nor
+ * forgets one that was pending. rules_save appends an encoding of the whole
+ * set to out (0 or -ENOMEM; out unchanged on failure). rules_restore reads
+ * one back into a freshly loaded set: each saved rule whose identity (alert,
+ * expression, source, window, by, max_groups) matches a rule of rs gives that
+ * rule its state; saved rules with no match are skipped, and the count of
+ * each is returned through the stats. Returns 0, -EINVAL for data that is
+ * not a complete saved state (checksum, version, structure; then rs keeps
+ * fresh state everywhere), or -ENOMEM.
+ */
+int rules_save(const struct rules_set *rs, struct kl_buf *out);
+struct rules_restore_stats {
+	size_t restored; /* rules that took their saved state */
+	size_t skipped;	 /* saved rules that are gone or changed */
+	size_t firing;	 /* firing alerts among the restored */
+	size_t pending;
+	int64_t saved_at_us;
+};
+int rules_restore(struct rules_set *rs, const char *data, size_t len,
+		  struct rules_restore_stats *st);
+/* A number that changes whenever the saved state would (events fed, alert
+ * states advanced, groups forgotten): save when it moved. */
+uint64_t rules_generation(const struct rules_set *rs);
+/* Report every firing alert through fn with `restored` set (after
+ * rules_restore: the sinks learn what is firing without a new page). */
+void rules_announce(struct rules_set *rs, int64_t now_us, rules_transition_fn fn, void *ctx);
 
 struct rules_stats {
 	uint64_t evaluations;

@@ -155,5 +155,10 @@ double window_events(const struct window *w, const struct window_shape *s, int64
  * (no values, a ratio over nothing). scratch is a sketch/hll workspace. */
 double window_agg(struct window *w, const struct window_shape *s, unsigned i,
 		  int64_t now_us, struct sketch *sk_scratch, struct hll *hll_scratch);
+/* Saved state (kl_buf_put_* encoding). window_decode reads into a window
+ * fresh from window_init: 0, -EINVAL (r marked bad; the window may hold part
+ * of it: free it) or -ENOMEM. */
+int window_encode(const struct window *w, const struct window_shape *s, struct kl_buf *out);
+int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *r);
 
 #endif

@@ -777,6 +777,87 @@ uint64_t hll_hash_u64(uint64_t x)
 }
 
 /* ---------------------------------------------------------------------------
+ * Saved state. A store is its lowest index, its number of bins and their
+ * counts; decoding rebuilds it at the narrowest width that holds them.
+ * Indexes are bounded well past what a finite double maps to, so a decoded
+ * store is one the add path could have built.
+ */
+#define STORE_INDEX_MAX (1 << 20)
+
+static int store_encode(const struct sketch_store *st, struct kl_buf *out)
+{
+	int rc = kl_buf_put_i64(out, st->n ? st->lo : 0);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, st->n);
+	for (uint32_t k = 0; k < st->n && rc == 0; k++)
+		rc = kl_buf_put_u64(out, get(st->bins, st->width, k));
+	return rc;
+}
+
+static int store_decode(struct sketch_store *st, struct kl_rd *r)
+{
+	int64_t lo = kl_rd_i64(r);
+	uint32_t n = (uint32_t)kl_rd_count(r, SKETCH_MAX_BINS);
+	if (r->bad || lo < -STORE_INDEX_MAX || lo > STORE_INDEX_MAX)
+		goto bad;
+	if (n == 0)
+		return 0;
+	/* Counts first (the width depends on the largest), then the store. */
+	const unsigned char *mark = r->p;
+	uint64_t top = 0, total = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t v = kl_rd_u64(r);
+		if (v > top)
+			top = v;
+		if (total + v < total)
+			r->bad = true;
+		total += v;
+	}
+	if (r->bad)
+		goto bad;
+	struct plan p;
+	int rc = plan_prepare(st, (int32_t)lo, (int32_t)lo + (int32_t)n - 1, width_for(top), &p);
+	if (rc < 0)
+		return rc;
+	plan_commit(st, &p);
+	r->p = mark;
+	for (uint32_t k = 0; k < n; k++)
+		put(st->bins, st->width, k, kl_rd_u64(r));
+	st->total = total;
+	return 0;
+bad:
+	r->bad = true;
+	return -EINVAL;
+}
+
+int sketch_encode(const struct sketch *s, struct kl_buf *out)
+{
+	int rc = store_encode(&s->pos, out);
+	if (rc == 0)
+		rc = store_encode(&s->neg, out);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, s->zero);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, s->collapsed);
+	return rc;
+}
+
+int sketch_decode(struct sketch *s, struct kl_rd *r)
+{
+	int rc = store_decode(&s->pos, r);
+	if (rc == 0)
+		rc = store_decode(&s->neg, r);
+	if (rc == 0) {
+		s->zero = kl_rd_u64(r);
+		s->collapsed = kl_rd_u64(r);
+		rc = r->bad ? -EINVAL : 0;
+	}
+	if (rc < 0)
+		sketch_reset(s);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------------
  * HyperLogLog.
  */
 #define HLL_Q (64 - HLL_P)	  /* bits under the index */
@@ -1102,4 +1183,60 @@ double hll_estimate_union(const struct hll *const *hs, size_t n)
 size_t hll_memory(const struct hll *h)
 {
 	return sizeof(*h) + h->bytes;
+}
+
+/* Sparse: the entries (index << 8 | rho), ascending; dense: the registers. */
+int hll_encode(const struct hll *h, struct kl_buf *out)
+{
+	int rc = kl_buf_put_u64(out, h->dense);
+	if (rc < 0)
+		return rc;
+	if (h->dense)
+		return kl_buf_append(out, h->mem, HLL_M);
+	rc = kl_buf_put_u64(out, h->n);
+	for (uint32_t k = 0; k < h->n && rc == 0; k++)
+		rc = kl_buf_put_u64(out, ((const uint32_t *)h->mem)[k]);
+	return rc;
+}
+
+int hll_decode(struct hll *h, struct kl_rd *r)
+{
+	uint64_t dense = kl_rd_count(r, 1);
+	int rc;
+	if (r->bad)
+		return -EINVAL;
+	hll_reset(h);
+	if (dense) {
+		if (r->end - r->p < (ptrdiff_t)HLL_M)
+			goto bad;
+		for (uint32_t i = 0; i < HLL_M; i++)
+			if (r->p[i] > HLL_REG_MAX)
+				goto bad;
+		if ((rc = to_dense(h)) < 0)
+			return rc;
+		memcpy(h->mem, r->p, HLL_M);
+		r->p += HLL_M;
+		return 0;
+	}
+	uint32_t n = (uint32_t)kl_rd_count(r, HLL_SPARSE_MAX);
+	if (r->bad)
+		goto bad;
+	if (n && (rc = sparse_reserve(h, n)) < 0)
+		return rc;
+	uint32_t *e = h->mem;
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t v = kl_rd_u64(r);
+		uint32_t idx = (uint32_t)(v >> 8);
+		uint8_t rho = (uint8_t)(v & 0xff);
+		if (r->bad || v > UINT32_MAX || idx >= HLL_M || rho == 0 || rho > HLL_REG_MAX ||
+		    (k && entry_idx(e[k - 1]) >= idx))
+			goto bad;
+		e[k] = (uint32_t)v;
+	}
+	h->n = n;
+	return 0;
+bad:
+	r->bad = true;
+	hll_reset(h);
+	return -EINVAL;
 }

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/kl.h"
+
 /* ---------------------------------------------------------------------------
  * Quantile sketch.
  *
@@ -103,6 +105,16 @@ uint64_t sketch_collapsed(const struct sketch *s);
 size_t sketch_memory(const struct sketch *s);
 
 /*
+ * Saved state: append the sketch's exact contents (kl_buf_put_* encoding);
+ * 0 or -ENOMEM. sketch_decode reads one back into an empty sketch s: 0, or
+ * -EINVAL for input that is not an encoded sketch (s stays empty, r is marked
+ * bad), -ENOMEM. Decoding gives back the same counts bin for bin, so a
+ * decoded bucket can still be subtracted from a total it was merged into.
+ */
+int sketch_encode(const struct sketch *s, struct kl_buf *out);
+int sketch_decode(struct sketch *s, struct kl_rd *r);
+
+/*
  * The bin mapping, exposed for tests: index of |x| (|x| >= SKETCH_ZERO,
  * finite) is ceil(70 * log2|x|), i.e. ceil(log_g |x|) with g = 2^(1/70);
  * sketch_bin_value(i) is the value reported for bin i.
@@ -161,5 +173,9 @@ double hll_estimate_union(const struct hll *const *hs, size_t n);
 
 /* Bytes owned, the struct included. */
 size_t hll_memory(const struct hll *h);
+
+/* Saved state, as for sketches: the registers exactly. */
+int hll_encode(const struct hll *h, struct kl_buf *out);
+int hll_decode(struct hll *h, struct kl_rd *r);
 
 #endif

@@ -375,3 +375,70 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 	}
 	return NAN;
 }
+
+/* ---- saved state ------------------------------------------------------------ */
+
+/*
+ * A window is saved as its newest bucket number and its written buckets:
+ * bucket number, the cells, then the sketches and hlls. The running totals are
+ * not saved: they are rebuilt from the buckets at the first quantile read.
+ */
+int window_encode(const struct window *w, const struct window_shape *s, struct kl_buf *out)
+{
+	const struct expr *e = s->expr;
+	unsigned used = 0;
+	for (unsigned b = 0; b < s->nb; b++)
+		used += w->epoch[b] != INT64_MIN;
+	int rc = kl_buf_put_i64(out, w->newest);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, used);
+	for (size_t b = 0; b < s->nb && rc == 0; b++) {
+		if (w->epoch[b] == INT64_MIN)
+			continue;
+		rc = kl_buf_put_i64(out, w->epoch[b]);
+		for (unsigned c = 0; c < e->ncells && rc == 0; c++)
+			rc = kl_buf_put_f64(out, w->cells[b * e->ncells + c]);
+		for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+			rc = sketch_encode(&w->sketches[b * e->nsketches + k], out);
+		for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+			rc = hll_encode(&w->hlls[b * e->nhlls + k], out);
+	}
+	return rc;
+}
+
+int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *r)
+{
+	const struct expr *e = s->expr;
+	int64_t newest = kl_rd_i64(r);
+	unsigned used = (unsigned)kl_rd_count(r, s->nb);
+	int rc = 0;
+	if (r->bad || (used && newest == INT64_MIN))
+		goto bad;
+	for (unsigned i = 0; i < used; i++) {
+		int64_t bucket = kl_rd_i64(r);
+		if (r->bad || bucket > newest || bucket <= newest - (int64_t)s->nb)
+			goto bad;
+		size_t b = slot_of(bucket, s->nb);
+		if (w->epoch[b] != INT64_MIN)
+			goto bad; /* two buckets in one slot */
+		w->epoch[b] = bucket;
+		for (unsigned c = 0; c < e->ncells; c++)
+			w->cells[b * e->ncells + c] = kl_rd_f64(r);
+		for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+			rc = sketch_decode(&w->sketches[b * e->nsketches + k], r);
+		for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+			rc = hll_decode(&w->hlls[b * e->nhlls + k], r);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc < 0 || r->bad)
+			goto bad;
+	}
+	w->newest = newest;
+	w->floor = INT64_MIN;
+	w->totals_stale = e->nsketches > 0;
+	w->hot_start_us = INT64_MAX;
+	return 0;
+bad:
+	r->bad = true;
+	return -EINVAL;
+}

@@ -516,6 +516,27 @@ static void send_group(struct policy *p, struct group *g, struct notif_alert *as
 		g->last_am_us = now;
 }
 
+/*
+ * An alert restored from saved state was notified before the restart: its
+ * group counts as flushed with it, so the next message goes out on a change
+ * (group_interval) or at repeat_interval, not at once.
+ */
+static void mark_notified(struct policy *p, struct group *g, int64_t now)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < g->n; i++) {
+		struct galert *a = &g->alerts[i];
+		if (silenced_until(p, a, now) || inhibited(p, a))
+			continue;
+		h = mix(mix(h, a->fingerprint), a->firing ? "F" : "R");
+	}
+	g->last_hash = h;
+	g->last_flush_us = now;
+	g->last_am_us = now;
+	g->flushed_once = true;
+	g->dirty = false;
+}
+
 static void flush(struct policy *p, struct group *g, int64_t now)
 {
 	const struct route *rt = &p->routes[g->route];
@@ -620,6 +641,8 @@ void policy_alert(struct policy *p, const struct rules_transition *t)
 		struct group *g = group_get(p, r, labels, nl, now);
 		if (g) {
 			group_apply(g, t, labels, nl, fp);
+			if (t->restored) /* announced at start, before anything new */
+				mark_notified(p, g, now);
 			if (!g->n)
 				unlink_group(p, g);
 			else

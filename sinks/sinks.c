@@ -152,7 +152,8 @@ int sink_transition_json(const struct rules_transition *t, struct kl_buf *b)
 
 static void record_alert(struct record *s, const struct rules_transition *t)
 {
-	if (s->events)
+	/* A restored alert's firing line was written by the run before. */
+	if (s->events || t->restored)
 		return;
 	size_t mark = s->buf.len;
 	if (sink_transition_json(t, &s->buf) < 0 || kl_buf_append(&s->buf, "\n", 1) < 0) {

@@ -21,6 +21,14 @@
  * CHECKPOINT_INTERVAL when it changed, and at a clean stop after the last
  * flush. Offsets are those of lines already handed on and flushed to the
  * sinks: after a crash, at most the lines of the last interval come again.
+ *
+ * Rule state: state_dir/rules.state holds every rule's windows and alert
+ * states (rules_save), written just before the checkpoint whenever it
+ * changed, with the same recipe, so the windows a restart finds match the
+ * offsets it resumes from (a crash between the two writes counts the lines of
+ * one interval twice, never loses them). At start it is restored into the
+ * freshly loaded rules and the firing alerts are announced to the sinks as
+ * restored: nothing is paged again, resolutions still go out.
  */
 #include <errno.h>
 #include <ev.h>
@@ -38,6 +46,8 @@
 #define CHECKPOINT_NAME "checkpoint"
 #define CHECKPOINT_MAX (64u << 20)
 #define CHECKPOINT_MAGIC "klaxon-checkpoint 1\n"
+#define RULES_STATE_NAME "rules.state"
+#define RULES_STATE_MAX (256u << 20)
 
 struct run;
 
@@ -66,6 +76,12 @@ struct run {
 	struct kl_buf ckpt_next;
 	bool ckpt_failing;	   /* the last write failed (logged once) */
 	ev_timer ckpt;
+	/* rule state */
+	char *rstate_path;
+	struct kl_buf rstate;
+	uint64_t rstate_gen;	   /* rules_generation when last written */
+	bool rstate_written;
+	bool rstate_failing;
 };
 
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
@@ -238,9 +254,83 @@ static int ckpt_load(struct run *r)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------------
+ * Rule state.
+ */
+
+/* Restore the rules' windows and alert states, if saved. Only -ENOMEM is
+ * fatal: anything else starts the rules fresh, logged. */
+static int rstate_load(struct run *r)
+{
+	struct kl_buf b = { 0 };
+	char *data = NULL;
+	size_t len = 0;
+	if (kl_buf_appendf(&b, "%s/%s", r->rt.cfg->state_dir, RULES_STATE_NAME) < 0)
+		return -ENOMEM;
+	r->rstate_path = b.p;
+	int rc = kl_read_file(r->rstate_path, RULES_STATE_MAX, &data, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		kl_log(KL_LOG_ERROR, "run: cannot read the rule state \"%s\": %s; rules start empty",
+		       r->rstate_path, strerror(-rc));
+		return 0;
+	}
+	struct rules_restore_stats st;
+	rc = rules_restore(r->rt.rules, data, len, &st);
+	free(data);
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc < 0) {
+		kl_log(KL_LOG_ERROR,
+		       "run: the rule state \"%s\" is damaged or from another version; rules "
+		       "start empty (alerts firing before the restart fire again)",
+		       r->rstate_path);
+		return 0;
+	}
+	char at[40];
+	kl_format_rfc3339(st.saved_at_us, false, at);
+	kl_log(KL_LOG_INFO,
+	       "run: rule state of %s restored: %zu rule(s) (%zu firing, %zu pending alert(s)), "
+	       "%zu saved rule(s) gone or changed",
+	       at, st.restored, st.firing, st.pending, st.skipped);
+	rules_announce(r->rt.rules, kl_wall_us(), runtime_transition, &r->rt);
+	r->rstate_gen = rules_generation(r->rt.rules);
+	r->rstate_written = true;
+	return 0;
+}
+
+/* Write the rule state if it changed since the last write. */
+static void rstate_write(struct run *r)
+{
+	uint64_t gen = rules_generation(r->rt.rules);
+	if (r->rstate_written && gen == r->rstate_gen && !r->rstate_failing)
+		return;
+	kl_buf_reset(&r->rstate);
+	int rc = rules_save(r->rt.rules, &r->rstate);
+	if (rc == 0)
+		rc = kl_write_file_atomic(r->rstate_path, r->rstate.p, r->rstate.len);
+	if (rc < 0) {
+		if (!r->rstate_failing)
+			kl_log(KL_LOG_ERROR,
+			       "run: cannot write the rule state \"%s\": %s; retrying every %gs",
+			       r->rstate_path, strerror(-rc), CHECKPOINT_INTERVAL);
+		r->rstate_failing = true;
+		return;
+	}
+	if (r->rstate_failing)
+		kl_log(KL_LOG_INFO, "run: the rule state \"%s\" is written again", r->rstate_path);
+	r->rstate_failing = false;
+	r->rstate_written = true;
+	r->rstate_gen = gen;
+}
+
 /* Write the checkpoint if it changed since the last write. */
 static void ckpt_write(struct run *r)
 {
+	rstate_write(r); /* first: a crash between the two re-counts lines, never loses them */
 	struct kl_buf *b = &r->ckpt_next;
 	kl_buf_reset(b);
 	int rc = kl_buf_append_str(b, CHECKPOINT_MAGIC);
@@ -348,7 +438,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (runtime_load(&r.rt, path, &d) < 0 || runtime_open_sinks(&r.rt, r.loop) < 0)
 		goto out;
-	if (ckpt_load(&r) < 0) {
+	if (ckpt_load(&r) < 0 || rstate_load(&r) < 0) {
 		kl_log(KL_LOG_ERROR, "run: no memory for the checkpoint");
 		goto out;
 	}
@@ -380,6 +470,8 @@ out:
 	free(r.ckpt_sec);
 	kl_buf_free(&r.ckpt_last);
 	kl_buf_free(&r.ckpt_next);
+	free(r.rstate_path);
+	kl_buf_free(&r.rstate);
 	runtime_free(&r.rt);
 	ev_loop_destroy(r.loop);
 	return status;
