@@ -99,6 +99,10 @@ void ingest_multiline_flush(struct ingest_multiline *m, ingest_record_fn fn, voi
  * timeout), or INT64_MAX when nothing is pending. */
 int64_t ingest_multiline_deadline(const struct ingest_multiline *m);
 
+/* Lines in the pending record (0: none). After a feed, 1 means the line
+ * just fed began a record. */
+size_t ingest_multiline_pending(const struct ingest_multiline *m);
+
 struct ingest_multiline_stats {
 	uint64_t records;
 	uint64_t lines;
@@ -188,8 +192,26 @@ struct ingest_tail_stats {
 	uint64_t truncations; /* copytruncate handled */
 	uint64_t read_errors;
 	unsigned files_open;  /* currently followed */
+	/* Lag: bytes written to the followed files and not read yet (their
+	 * sizes now, less our offsets; compressed files count as 0). The
+	 * pipeline is pull-based: a slow rule pack or sink slows the reads, and
+	 * this grows, not memory. */
+	uint64_t bytes_behind;
 };
 void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats *out);
+
+/*
+ * Where the line being handed out starts: its file (a token compared, never
+ * dereferenced) and byte offset. Valid only inside the line callback. A
+ * consumer that holds lines back (a multi-line record not complete yet) keeps
+ * the mark of the first held line and passes it to ingest_tail_save, so a
+ * restart reads the held lines again instead of losing them.
+ */
+struct ingest_mark {
+	const void *file;
+	uint64_t off;
+};
+void ingest_tail_line_mark(const struct ingest_tail *t, struct ingest_mark *out);
 
 /*
  * Append one checkpoint record line per followed file to out:
@@ -201,6 +223,9 @@ void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats
  * whether a checkpoint needs writing. 0, or -ENOMEM (out unchanged).
  */
 int ingest_tail_save(const struct ingest_tail *t, struct kl_buf *out);
+/* The same, the file of each mark saved at most at its offset (held lines). */
+int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
+			  const struct ingest_mark *held, size_t nheld);
 /* Validate records as ingest_tail_save writes them: 0, or -EINVAL / -E2BIG
  * (more than 100000) with *bad_line (1-based), or -ENOMEM. */
 int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line);

@@ -366,3 +366,8 @@ const struct ingest_multiline_stats *ingest_multiline_stats(const struct ingest_
 {
 	return &m->st;
 }
+
+size_t ingest_multiline_pending(const struct ingest_multiline *m)
+{
+	return m->pending ? m->nlines : 0;
+}

@@ -65,12 +65,15 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <zlib.h>
 
 #include "ingest/ingest.h"
 
 #define FP_MAX 1024		   /* bytes of a file's start that identify it */
 #define ROTATE_WAIT_INTERVALS 5.0  /* drained files stay open this many stat intervals */
 #define IGNORED_MAX 256		   /* problem names remembered (to log each once) */
+#define GZ_IN (64 * 1024)	   /* compressed bytes read per wake-up */
+#define SIBLINGS_MAX 4096	   /* rotated siblings of one name considered at restore */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
@@ -95,9 +98,31 @@ struct tfile {
 	struct tfile *waiter; /* the file waiting for this one */
 	bool draining;	      /* its name is gone or names another file */
 	bool at_eof;	      /* the last read found no more data */
+	struct tgz *gz;	      /* a compressed rotated file (restore only), or NULL */
+	/* The data being split now (for ingest_tail_line_mark): it starts at
+	 * file offset chunk_off; held_before bytes of a partial line preceded it. */
+	const char *chunk;
+	size_t chunk_len;
+	uint64_t chunk_off;
+	size_t held_before;
 	bool check;	      /* an inotify event asks for reconcile */
 	bool checked;	      /* reconcile just ran check_content: read_cb need not */
 	bool err_logged;
+};
+
+/*
+ * A gzip file found among the rotated siblings at restore (logrotate's
+ * `compress` ran while we were stopped): inflated a bounded slice per
+ * wake-up; off counts uncompressed bytes, and those below skip_to (the
+ * checkpoint offset) are dropped, not handed on again.
+ */
+struct tgz {
+	z_stream zs;
+	unsigned char *in; /* GZ_IN */
+	uint64_t coff;	   /* next compressed byte to read */
+	uint64_t skip_to;
+	bool eof;	   /* no more compressed input */
+	bool ended;	   /* the last member's end was reached */
 };
 
 struct ingest_tail {
@@ -129,6 +154,7 @@ struct ingest_tail {
 
 	struct ingest_tail_stats st;
 	uint64_t too_long_closed; /* too_long of files already closed */
+	struct ingest_mark mark;  /* of the line being handed out */
 };
 
 /* ---------------------------------------------------------------------------
@@ -299,8 +325,26 @@ static void deliver(void *ctx, const char *line, size_t len)
 {
 	struct tfile *f = ctx;
 	struct ingest_tail *t = f->t;
+	/* A view into the chunk, or the splitter's copy of a line begun in an
+	 * earlier chunk (or cut short at the end: flush). */
+	if (f->chunk && line >= f->chunk && line <= f->chunk + f->chunk_len)
+		t->mark = (struct ingest_mark){ f, f->chunk_off + (uint64_t)(line - f->chunk) };
+	else
+		t->mark = (struct ingest_mark){ f, f->chunk_off - f->held_before };
 	t->st.lines++;
 	t->cbs.line(t->cbs.ctx, line, len, f->read_us);
+}
+
+/* Split data read at file offset off into lines and hand them out. */
+static int feed_chunk(struct tfile *f, const char *data, size_t len, uint64_t off)
+{
+	f->chunk = data;
+	f->chunk_len = len;
+	f->chunk_off = off;
+	f->held_before = f->lines.len;
+	int rc = ingest_lines_feed(&f->lines, data, len, deliver, f);
+	f->chunk = NULL;
+	return rc;
 }
 
 /* Hand out a pending unterminated line (its file ends or restarts). */
@@ -311,6 +355,9 @@ static void flush_pending(struct tfile *f)
 		return;
 	}
 	f->read_us = kl_wall_us();
+	f->chunk = NULL;
+	f->chunk_off = f->off;
+	f->held_before = f->lines.len;
 	ingest_lines_flush(&f->lines, deliver, f);
 	if (f->t->cbs.batch)
 		f->t->cbs.batch(f->t->cbs.ctx);
@@ -378,6 +425,151 @@ static bool check_content(struct tfile *f)
 	return size > f->off;
 }
 
+/* ---------------------------------------------------------------------------
+ * Compressed rotated files (restore only).
+ */
+
+static void close_file(struct tfile *f, bool flush);
+
+static void gz_free(struct tgz *z)
+{
+	if (!z)
+		return;
+	inflateEnd(&z->zs);
+	free(z->in);
+	free(z);
+}
+
+static struct tgz *gz_new(uint64_t skip_to)
+{
+	struct tgz *z = calloc(1, sizeof *z);
+	if (!z)
+		return NULL;
+	z->in = malloc(GZ_IN);
+	/* 15 + 16: a gzip wrapper only (rotated logs are gzip files). */
+	if (!z->in || inflateInit2(&z->zs, 15 + 16) != Z_OK) {
+		free(z->in);
+		free(z);
+		return NULL;
+	}
+	z->skip_to = skip_to;
+	return z;
+}
+
+/*
+ * Inflate into out (up to cap bytes) from the gzip file fd, reading more input
+ * as needed (at most one GZ_IN read per call). Concatenated members are read
+ * on. Returns the bytes produced (0 with *done at the end), or -EIO for a
+ * damaged or cut-short stream, or -errno from the read.
+ */
+static ssize_t gz_inflate(struct tgz *z, int fd, char *out, size_t cap, bool *done)
+{
+	bool read_once = false;
+	*done = false;
+	z->zs.next_out = (Bytef *)out;
+	z->zs.avail_out = (uInt)cap;
+	while (z->zs.avail_out > 0) {
+		if (z->zs.avail_in == 0) {
+			if (z->eof || read_once)
+				break;
+			ssize_t n = pread_all(fd, (char *)z->in, GZ_IN, z->coff);
+			if (n < 0)
+				return -errno;
+			read_once = true;
+			if (n == 0) {
+				z->eof = true;
+				break;
+			}
+			z->coff += (uint64_t)n;
+			z->zs.next_in = z->in;
+			z->zs.avail_in = (uInt)n;
+		}
+		if (z->ended) {
+			/* More input after a member's end: the next member. */
+			if (inflateReset(&z->zs) != Z_OK)
+				return -EIO;
+			z->ended = false;
+		}
+		int rc = inflate(&z->zs, Z_NO_FLUSH);
+		if (rc == Z_STREAM_END)
+			z->ended = true;
+		else if (rc != Z_OK && !(rc == Z_BUF_ERROR && z->zs.avail_in == 0))
+			return -EIO;
+	}
+	size_t got = cap - z->zs.avail_out;
+	if (got == 0 && z->eof && z->zs.avail_in == 0) {
+		*done = true;
+		if (!z->ended)
+			return -EIO; /* cut short inside a member */
+	}
+	return (ssize_t)got;
+}
+
+/* The first up to n uncompressed bytes of the gzip file fd (fewer if it is
+ * shorter, or damaged past them), or -errno. */
+static ssize_t gz_peek(int fd, char *out, size_t n)
+{
+	struct tgz *z = gz_new(0);
+	size_t got = 0;
+	bool done = false;
+	if (!z)
+		return -ENOMEM;
+	while (got < n && !done) {
+		ssize_t r = gz_inflate(z, fd, out + got, n - got, &done);
+		if (r < 0)
+			break;
+		got += (size_t)r;
+	}
+	gz_free(z);
+	return (ssize_t)got;
+}
+
+/* One slice of a compressed file; closes it at its end. */
+static void read_gz(struct tfile *f)
+{
+	struct ingest_tail *t = f->t;
+	struct tgz *z = f->gz;
+	bool done = false;
+	ssize_t n = gz_inflate(z, f->fd, t->rbuf, t->chunk, &done);
+	if (n < 0) {
+		t->st.read_errors++;
+		kl_log(KL_LOG_ERROR,
+		       "tail %s: the compressed rotated file of \"%s\" (inode %llu) is %s after "
+		       "%llu uncompressed bytes; the lines before were read, the rest is lost",
+		       t->pattern, f->path, (unsigned long long)f->ino,
+		       n == -EIO ? "damaged or cut short" : strerror((int)-n),
+		       (unsigned long long)f->off);
+		close_file(f, true);
+		return;
+	}
+	if (done) {
+		kl_log(KL_LOG_INFO,
+		       "tail %s: done with the compressed rotated file of \"%s\" (inode %llu) at "
+		       "%llu uncompressed bytes",
+		       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)f->off);
+		close_file(f, true);
+		return;
+	}
+	uint64_t start = f->off;
+	size_t drop = 0;
+	if (start < z->skip_to)
+		drop = z->skip_to - start < (uint64_t)n ? (size_t)(z->skip_to - start) : (size_t)n;
+	f->off += (uint64_t)n;
+	t->st.bytes += (uint64_t)n - drop;
+	f->last_data = ev_now(t->loop);
+	f->read_us = kl_wall_us();
+	if ((size_t)n > drop &&
+	    feed_chunk(f, t->rbuf + drop, (size_t)n - drop, start + drop) < 0 && !f->err_logged) {
+		f->err_logged = true;
+		kl_log(KL_LOG_ERROR, "tail %s: \"%s\": no memory for a partial line; it was dropped",
+		       t->pattern, f->path);
+	}
+	if (t->cbs.batch)
+		t->cbs.batch(t->cbs.ctx);
+	f->at_eof = false;
+	schedule_read(f);
+}
+
 static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct tfile *f = w->data;
@@ -388,6 +580,10 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	f->checked = false;
 	if (f->wait)
 		return; /* scheduled again by release_waiter */
+	if (f->gz) {
+		read_gz(f);
+		return;
+	}
 	if (!fresh && !check_content(f)) {
 		f->at_eof = true;
 		release_waiter(f);
@@ -407,11 +603,12 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		release_waiter(f);
 		return;
 	}
+	uint64_t start = f->off;
 	f->off += (uint64_t)n;
 	t->st.bytes += (uint64_t)n;
 	f->last_data = ev_now(t->loop);
 	f->read_us = kl_wall_us();
-	if (ingest_lines_feed(&f->lines, t->rbuf, (size_t)n, deliver, f) < 0 && !f->err_logged) {
+	if (feed_chunk(f, t->rbuf, (size_t)n, start) < 0 && !f->err_logged) {
 		f->err_logged = true;
 		kl_log(KL_LOG_ERROR,
 		       "tail %s: \"%s\": no memory for a partial line; it was dropped",
@@ -448,6 +645,7 @@ static void close_file(struct tfile *f, bool flush)
 	if (f->wd >= 0 && t->ifd >= 0)
 		inotify_rm_watch(t->ifd, f->wd);
 	close(f->fd);
+	gz_free(f->gz);
 	t->too_long_closed += f->lines.too_long;
 	ingest_lines_free(&f->lines);
 	for (struct tfile **pp = &t->files; *pp; pp = &(*pp)->next)
@@ -694,6 +892,8 @@ static bool reconcile_file(struct tfile *f)
 	struct ingest_tail *t = f->t;
 	struct stat ps;
 
+	if (f->gz)
+		return true; /* read to its end, then closed, by read_gz */
 	if (check_content(f)) {
 		f->checked = true;
 		schedule_read(f);
@@ -840,7 +1040,8 @@ struct saved {
 	uint64_t dev, ino, off, fp;
 	size_t fp_len;
 	bool skip;
-	bool ignore; /* not matched by the pattern any more */
+	bool ignore;   /* not matched by the pattern any more */
+	bool in_place; /* still under its name, at least as long as off */
 };
 
 static void saved_free(struct saved *v, size_t n)
@@ -1020,18 +1221,35 @@ int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line)
 	return rc;
 }
 
+void ingest_tail_line_mark(const struct ingest_tail *t, struct ingest_mark *out)
+{
+	*out = t->mark;
+}
+
 int ingest_tail_save(const struct ingest_tail *t, struct kl_buf *out)
+{
+	return ingest_tail_save_held(t, out, NULL, 0);
+}
+
+int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
+			  const struct ingest_mark *held, size_t nheld)
 {
 	size_t mark = out->len;
 	for (const struct tfile *f = t->files; f; f = f->next) {
 		/* The pending partial line was not handed on: it is read again. */
 		uint64_t off = f->off - f->lines.len;
+		bool skip = f->lines.skipping;
+		for (size_t i = 0; i < nheld; i++)
+			if (held[i].file == f && held[i].off < off) {
+				off = held[i].off; /* a line start: nothing to skip */
+				skip = false;
+			}
 		if (kl_buf_appendf(out,
 				   "file dev=%llu ino=%llu off=%llu fplen=%zu fp=%016llx skip=%d "
 				   "path=",
 				   (unsigned long long)f->dev, (unsigned long long)f->ino,
 				   (unsigned long long)off, f->fp_len, (unsigned long long)f->fp,
-				   f->lines.skipping ? 1 : 0) < 0 ||
+				   skip ? 1 : 0) < 0 ||
 		    pct_append(out, f->path) < 0 || kl_buf_append(out, "\n", 1) < 0) {
 			out->len = mark;
 			return -ENOMEM;
@@ -1063,97 +1281,253 @@ static bool compressed_name(const char *name)
 }
 
 /*
- * The saved file r no longer is at r->path (rotated, or copied and truncated
- * while we were stopped): look for it among the siblings NAME.* and NAME-*
- * (not compressed ones: they are not read here), by identity and content,
- * else by content alone (a copy). If found, follow it as a draining file under
- * the saved name, from the saved offset: it is read to its end before the file
- * now at r->path.
+ * Restoring a name whose file moved while we were stopped. The rotated
+ * siblings of NAME (NAME.*, NAME-*: logrotate's numbered and dateext names,
+ * plain or gzip) are listed with their mtimes; each saved record not at its
+ * name is located among them (by identity and first bytes, or by first bytes
+ * alone: a copy, or a compressed one). Every sibling at least as new as the
+ * oldest located one (rotated after it: generations a writer filled while we
+ * were stopped) is then read, oldest first, each to its end before the next,
+ * the located ones from their saved offsets, the others from 0; the file now
+ * under the name comes last. Older siblings were read before the stop.
  */
-static void restore_rotated(struct ingest_tail *t, const struct saved *r, dev_t cur_dev,
-			    ino_t cur_ino)
+struct sib {
+	char path[PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+	uint64_t size;
+	bool gz;
+	const struct saved *rec; /* the saved record located here, or NULL */
+	int rank;		 /* 2: identity and content, 1: content only */
+};
+
+static bool is_gz_name(const char *name)
 {
-	const char *slash = strrchr(r->path, '/');
-	char dir[PATH_MAX];
-	const char *base = slash ? slash + 1 : r->path;
-	size_t dlen = slash ? (size_t)(slash - r->path) : 0, blen = strlen(base);
-	char best[PATH_MAX] = "";
-	int best_rank = 0;
+	size_t n = strlen(name);
+	return n > 3 && strcmp(name + n - 3, ".gz") == 0;
+}
 
-	if (!slash)
+static int by_mtime(const void *a, const void *b)
+{
+	const struct sib *x = a, *y = b;
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+	if (x->mtime.tv_nsec != y->mtime.tv_nsec)
+		return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+	return strcmp(y->path, x->path); /* NAME.2 before NAME.1 */
+}
+
+static void split_path(const char *path, char dir[PATH_MAX], const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	*base = slash ? slash + 1 : path;
+	if (!slash) {
 		memcpy(dir, ".", 2);
-	else if (dlen == 0)
+	} else if (slash == path) {
 		memcpy(dir, "/", 2);
-	else {
-		memcpy(dir, r->path, dlen);
-		dir[dlen] = '\0';
+	} else {
+		size_t d = (size_t)(slash - path);
+		memcpy(dir, path, d);
+		dir[d] = '\0';
 	}
-	DIR *d = opendir(dir);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			const char *nm = de->d_name;
-			if (strncmp(nm, base, blen) != 0 || (nm[blen] != '.' && nm[blen] != '-') ||
-			    nm[blen + 1] == '\0' || compressed_name(nm))
-				continue;
-			char cand[PATH_MAX];
-			int w = snprintf(cand, sizeof cand, "%s/%s", dir, nm);
-			if (w < 0 || (size_t)w >= sizeof cand)
-				continue;
-			struct stat st;
-			int fd = open(cand, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-			if (fd < 0)
-				continue;
-			int rank = 0;
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-			    !(st.st_dev == cur_dev && st.st_ino == cur_ino) &&
-			    !find_ino(t, st.st_dev, st.st_ino) &&
-			    same_content(fd, (uint64_t)st.st_size, r)) {
-				if ((uint64_t)st.st_dev == r->dev && (uint64_t)st.st_ino == r->ino)
-					rank = 2;
-				else if (r->fp_len > 0)
-					rank = 1;
-			}
-			close(fd);
-			if (rank > best_rank) {
-				best_rank = rank;
-				memcpy(best, cand, (size_t)w + 1);
-			}
-		}
-		closedir(d);
-	}
+}
 
-	if (best_rank > 0) {
-		struct stat st;
-		int fd = open(best, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		    same_content(fd, (uint64_t)st.st_size, r)) {
-			struct tfile *f = track(t, fd, &st, r->path, r->off, true);
-			if (f) {
-				f->lines.skipping = r->skip;
-				t->st.rotations++;
-				kl_log(KL_LOG_INFO,
-				       "tail %s: \"%s\" (inode %llu) became \"%s\" (inode %llu) "
-				       "while we were stopped; resuming it at offset %llu, to its "
-				       "end, before the new \"%s\"",
-				       t->pattern, r->path, (unsigned long long)r->ino, best,
-				       (unsigned long long)st.st_ino, (unsigned long long)r->off,
-				       r->path);
-				return;
-			}
-		}
-		if (fd >= 0)
-			close(fd);
+/* Is this open sibling the saved file r? 2, 1 (see struct sib) or 0. */
+static int sib_rank(const struct sib *c, int fd, const struct saved *r)
+{
+	char b[FP_MAX];
+	if (c->gz) {
+		/* Compressed meanwhile: only its first bytes can tell. */
+		if (r->fp_len == 0)
+			return 0;
+		ssize_t n = gz_peek(fd, b, r->fp_len);
+		return n == (ssize_t)r->fp_len && fp_hash(b, r->fp_len) == r->fp ? 1 : 0;
 	}
+	if (!same_content(fd, c->size, r))
+		return 0;
+	if ((uint64_t)c->dev == r->dev && (uint64_t)c->ino == r->ino)
+		return 2;
+	return r->fp_len > 0 ? 1 : 0;
+}
+
+/* The regular-file siblings of path, not followed already and not the file
+ * now under the name (cur). A plain NAME.1 hides a NAME.1.gz being written
+ * from it. Heap array in *out (free it), or -ENOMEM. */
+static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev, ino_t cur_ino,
+			 struct sib **out, size_t *nout)
+{
+	char dir[PATH_MAX];
+	const char *base;
+	split_path(path, dir, &base);
+	size_t blen = strlen(base), n = 0, cap = 0;
+	struct sib *v = NULL;
+	DIR *d = opendir(dir);
+	*out = NULL;
+	*nout = 0;
+	if (!d)
+		return 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL && n < SIBLINGS_MAX) {
+		const char *nm = de->d_name;
+		if (strncmp(nm, base, blen) != 0 || (nm[blen] != '.' && nm[blen] != '-') ||
+		    nm[blen + 1] == '\0')
+			continue;
+		bool gz = is_gz_name(nm);
+		if (compressed_name(nm) && !gz)
+			continue; /* bzip2, xz, zstd: not read here */
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 16;
+			struct sib *nv = realloc(v, c * sizeof *nv);
+			if (!nv) {
+				closedir(d);
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = c;
+		}
+		struct sib *c = &v[n];
+		memset(c, 0, sizeof *c);
+		int w = snprintf(c->path, sizeof c->path, "%s/%s", dir, nm);
+		struct stat st;
+		if (w < 0 || (size_t)w >= sizeof c->path || lstat(c->path, &st) < 0 ||
+		    !S_ISREG(st.st_mode) || (st.st_dev == cur_dev && st.st_ino == cur_ino) ||
+		    find_ino(t, st.st_dev, st.st_ino))
+			continue;
+		c->dev = st.st_dev;
+		c->ino = st.st_ino;
+		c->mtime = st.st_mtim;
+		c->size = (uint64_t)st.st_size;
+		c->gz = gz;
+		n++;
+	}
+	closedir(d);
+	/* NAME.1.gz next to NAME.1: gzip is still at work; the plain one counts. */
+	for (size_t i = 0; i < n;) {
+		bool dup = false;
+		size_t len = strlen(v[i].path);
+		for (size_t k = 0; v[i].gz && k < n && !dup; k++)
+			dup = k != i && !v[k].gz && strlen(v[k].path) == len - 3 &&
+			      memcmp(v[k].path, v[i].path, len - 3) == 0;
+		if (dup)
+			v[i] = v[--n];
+		else
+			i++;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+/* Follow sibling c under the name path, from off, behind prev (if any). */
+static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, const char *path,
+				    const struct saved *r, struct tfile *prev)
+{
+	int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || st.st_dev != c->dev || st.st_ino != c->ino) {
+		close(fd);
+		return NULL;
+	}
+	uint64_t off = r ? r->off : 0;
+	struct tgz *z = NULL;
+	if (c->gz && !(z = gz_new(off))) {
+		close(fd);
+		return NULL;
+	}
+	/* A compressed file is read from its start, its saved part dropped. */
+	struct tfile *f = track(t, fd, &st, path, c->gz ? 0 : off, true);
+	if (!f) {
+		gz_free(z);
+		close(fd);
+		return NULL;
+	}
+	if (z) {
+		char b[FP_MAX];
+		ssize_t n = gz_peek(fd, b, FP_MAX);
+		f->gz = z;
+		f->fp_len = n > 0 ? (size_t)n : 0;
+		f->fp = fp_hash(b, f->fp_len);
+		if (f->wd >= 0 && t->ifd >= 0)
+			inotify_rm_watch(t->ifd, f->wd); /* nobody appends to it */
+		f->wd = -1;
+	}
+	if (r)
+		f->lines.skipping = r->skip;
+	if (prev) {
+		prev->waiter = f;
+		f->wait = prev;
+	}
+	schedule_read(f);
+	t->st.rotations++;
+	kl_log(KL_LOG_INFO,
+	       "tail %s: \"%s\" was rotated while we were stopped; reading \"%s\"%s from %s%llu "
+	       "before what follows it",
+	       t->pattern, path, c->path, c->gz ? " (compressed)" : "",
+	       r ? "its checkpoint offset " : "", (unsigned long long)off);
+	return f;
+}
+
+static void restore_lost(struct ingest_tail *t, const struct saved *r, bool in_place_ino)
+{
 	kl_log(KL_LOG_WARN,
 	       "tail %s: \"%s\" (inode %llu, checkpoint offset %llu) was %s while we were "
-	       "stopped and is not among its uncompressed siblings (%s.*, %s-*); whatever it held "
-	       "past that offset is lost",
+	       "stopped and is not among its siblings (NAME.*, NAME-*, plain or .gz); whatever it "
+	       "held past that offset is lost",
 	       t->pattern, r->path, (unsigned long long)r->ino, (unsigned long long)r->off,
-	       (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino
-		       ? "truncated or rewritten"
-		       : "rotated or removed",
-	       base, base);
+	       in_place_ino ? "truncated or rewritten" : "rotated or removed");
+}
+
+/*
+ * The saved records of path that are not at it any more: locate them among
+ * its siblings, then read every sibling rotated since the oldest of them.
+ */
+static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t n,
+			   const char *path, dev_t cur_dev, ino_t cur_ino)
+{
+	struct sib *sibs = NULL;
+	size_t ns = 0;
+	int rc = list_siblings(t, path, cur_dev, cur_ino, &sibs, &ns);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const struct saved *r = &v[i];
+		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
+			continue;
+		struct sib *best = NULL;
+		for (size_t k = 0; k < ns; k++) {
+			struct sib *c = &sibs[k];
+			int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+			if (fd < 0)
+				continue;
+			int rank = sib_rank(c, fd, r);
+			close(fd);
+			if (rank > c->rank && rank > (best ? best->rank : 0)) {
+				best = c;
+				best->rank = rank;
+			}
+		}
+		if (best)
+			best->rec = r;
+		else
+			restore_lost(t, r, (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino);
+	}
+	qsort(sibs, ns, sizeof *sibs, by_mtime);
+	size_t first = ns;
+	for (size_t k = 0; k < ns && first == ns; k++)
+		if (sibs[k].rec)
+			first = k;
+	struct tfile *prev = NULL;
+	for (size_t k = first; k < ns; k++) {
+		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev);
+		if (f)
+			prev = f;
+	}
+	free(sibs);
+	return 0;
 }
 
 /* Open r->path: resume the saved file that is still there, or read the new
@@ -1193,11 +1567,12 @@ static void restore_path(struct ingest_tail *t, const struct saved *v, size_t n,
 }
 
 /*
- * Apply saved records before the first scan. First the files whose name no
- * longer names them (found among the rotated siblings, read first), then each
- * saved name; the scan that follows applies from_beginning to the rest.
+ * Apply saved records before the first scan: for each saved name, first the
+ * files that moved away from it (restore_rotated), then the file under it
+ * now (restore_path); the scan that follows applies from_beginning to files
+ * the records do not name.
  */
-static void restore(struct ingest_tail *t, struct saved *v, size_t n)
+static int restore(struct ingest_tail *t, struct saved *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct saved *r = &v[i];
@@ -1210,25 +1585,35 @@ static void restore(struct ingest_tail *t, struct saved *v, size_t n)
 			continue;
 		}
 		struct stat st;
-		bool in_place = false;
-		dev_t cd = 0;
-		ino_t ci = 0;
 		int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 		if (fd >= 0) {
-			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-				cd = st.st_dev;
-				ci = st.st_ino;
-				in_place = (uint64_t)cd == r->dev && (uint64_t)ci == r->ino &&
-					   same_content(fd, (uint64_t)st.st_size, r);
-			}
+			r->in_place = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+				      (uint64_t)st.st_dev == r->dev && (uint64_t)st.st_ino == r->ino &&
+				      same_content(fd, (uint64_t)st.st_size, r);
 			close(fd);
 		}
-		if (!in_place && !find_ino(t, (dev_t)r->dev, (ino_t)r->ino))
-			restore_rotated(t, r, cd, ci);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!v[i].ignore && !find_path(t, v[i].path))
-			restore_path(t, v, n, v[i].path);
+	for (size_t i = 0; i < n; i++) {
+		struct saved *r = &v[i];
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = !v[k].ignore && strcmp(v[k].path, r->path) == 0;
+		if (r->ignore || seen)
+			continue; /* one pass per name */
+		struct stat st;
+		dev_t cd = 0;
+		ino_t ci = 0;
+		if (stat(r->path, &st) == 0 && S_ISREG(st.st_mode)) {
+			cd = st.st_dev;
+			ci = st.st_ino;
+		}
+		int rc = restore_rotated(t, v, n, r->path, cd, ci);
+		if (rc < 0)
+			return rc;
+		if (!find_path(t, r->path))
+			restore_path(t, v, n, r->path);
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1315,8 +1700,10 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 			       "the checkpoint",
 			       t->pattern, bad);
 		} else {
-			restore(t, v, n);
+			int rrc = restore(t, v, n);
 			saved_free(v, n);
+			if (rrc == -ENOMEM)
+				goto fail;
 		}
 	}
 	t->initial = true;
@@ -1362,6 +1749,11 @@ void ingest_tail_get_stats(const struct ingest_tail *t, struct ingest_tail_stats
 {
 	*out = t->st;
 	out->too_long = t->too_long_closed;
-	for (const struct tfile *f = t->files; f; f = f->next)
+	out->bytes_behind = 0;
+	for (const struct tfile *f = t->files; f; f = f->next) {
+		struct stat st;
 		out->too_long += f->lines.too_long;
+		if (!f->gz && fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > f->off)
+			out->bytes_behind += (uint64_t)st.st_size - f->off;
+	}
 }

@@ -55,6 +55,10 @@ struct tailctx {
 	struct run *run;
 	unsigned src;
 	ev_timer flush; /* the source's pending multi-line record times out */
+	/* Where the pending multi-line record began: the checkpoint goes no
+	 * further, so a crash re-reads the record rather than losing it. */
+	struct ingest_mark held;
+	bool holding;
 };
 
 struct run {
@@ -87,7 +91,22 @@ struct run {
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
 {
 	struct tailctx *t = ctx;
+	struct ingest_multiline *m = t->run->rt.multiline[t->src];
+	struct ingest_mark mark;
+	if (m && t->run->tails[t->src])
+		ingest_tail_line_mark(t->run->tails[t->src], &mark);
+	else
+		mark = (struct ingest_mark){ NULL, 0 };
 	runtime_input(&t->run->rt, t->src, line, len, read_us);
+	if (!m)
+		return;
+	size_t pending = ingest_multiline_pending(m);
+	if (pending == 1) {
+		t->held = mark; /* this line began the pending record */
+		t->holding = true;
+	} else if (pending == 0) {
+		t->holding = false;
+	}
 }
 
 /* Arm the source's timer for its pending record's deadline, if any. */
@@ -118,6 +137,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
 	struct runtime *rt = &t->run->rt;
 	int64_t now = kl_wall_us();
 	runtime_input_flush(rt, t->src);
+	t->holding = false;
 	rules_eval(rt->rules, now, runtime_transition, rt);
 	runtime_flush(rt);
 	arm_flush(t, now);
@@ -130,10 +150,28 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	runtime_flush(&r->rt);
 }
 
+/* A source more than this far behind its files is reported (a minute's
+ * worth of a busy log at the default chunk: reading is not keeping up). */
+#define LAG_REPORT_BYTES (64u << 20)
+
+static void report_lag(struct run *r)
+{
+	for (size_t i = 0; i < r->ntails; i++) {
+		struct ingest_tail_stats st;
+		ingest_tail_get_stats(r->tails[i], &st);
+		if (st.bytes_behind >= LAG_REPORT_BYTES)
+			kl_log(KL_LOG_WARN,
+			       "source '%s': %llu bytes behind its files (the rules or sinks are "
+			       "slower than the writer; reading goes on at their pace)",
+			       r->rt.cfg->sources[i].name, (unsigned long long)st.bytes_behind);
+	}
+}
+
 static void on_report(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct run *r = w->data;
 	runtime_report_parse_errors(&r->rt);
+	report_lag(r);
 }
 
 static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
@@ -337,7 +375,8 @@ static void ckpt_write(struct run *r)
 	for (size_t i = 0; i < r->ntails && rc == 0; i++) {
 		rc = kl_buf_appendf(b, "source %s\n", r->rt.cfg->sources[i].name);
 		if (rc == 0)
-			rc = ingest_tail_save(r->tails[i], b);
+			rc = ingest_tail_save_held(r->tails[i], b, &r->ctxs[i].held,
+						   r->ctxs[i].holding);
 	}
 	if (rc == 0)
 		rc = kl_buf_append_str(b, "end\n");
@@ -456,6 +495,7 @@ out:
 	for (size_t i = 0; i < r.ntails; i++) {
 		ev_timer_stop(r.loop, &r.ctxs[i].flush);
 		runtime_input_flush(&r.rt, (unsigned)i); /* a record cut short by the stop */
+		r.ctxs[i].holding = false;
 	}
 	runtime_flush(&r.rt);
 	if (status == EXIT_OK)
