@@ -1515,7 +1515,8 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		else
 			restore_lost(t, r, (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino);
 	}
-	qsort(sibs, ns, sizeof *sibs, by_mtime);
+	if (ns > 1)
+		qsort(sibs, ns, sizeof *sibs, by_mtime);
 	size_t first = ns;
 	for (size_t k = 0; k < ns && first == ns; k++)
 		if (sibs[k].rec)
