@@ -1374,8 +1374,9 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		    nm[blen + 1] == '\0')
 			continue;
 		bool gz = is_gz_name(nm);
-		if (compressed_name(nm) && !gz)
-			continue; /* bzip2, xz, zstd: not read here */
+		size_t nl = strlen(nm);
+		if ((compressed_name(nm) && !gz) || (nl > 4 && strcmp(nm + nl - 4, ".tmp") == 0))
+			continue; /* bzip2, xz, zstd: not read here; NAME.1.gz.tmp: a compressor's */
 		if (n == cap) {
 			size_t c = cap ? cap * 2 : 16;
 			struct sib *nv = realloc(v, c * sizeof *nv);

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 #include <ev.h>
+#include <zlib.h>
 
 #include "ingest/ingest.h"
 
@@ -42,6 +43,7 @@ struct line {
 	char *s;
 	size_t len;
 	int64_t read_us;
+	struct ingest_mark mark;
 };
 
 struct fixture {
@@ -66,7 +68,9 @@ static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
 	assert_non_null(copy);
 	memcpy(copy, line, len);
 	copy[len] = '\0';
-	fx->v[fx->n++] = (struct line){ copy, len, read_us };
+	fx->v[fx->n] = (struct line){ copy, len, read_us, { NULL, 0 } };
+	ingest_tail_line_mark(fx->t, &fx->v[fx->n].mark);
+	fx->n++;
 }
 
 static void on_batch(void *ctx)
@@ -876,6 +880,151 @@ static void test_checkpoint_copytruncate_while_stopped(void **state)
 	kl_buf_free(&buf);
 }
 
+/* Write name as a gzip file of s, with the mtime of the file `like` (as
+ * gzip and logrotate's compress keep it). */
+static void gzip_as(struct fixture *fx, const char *name, const char *s, const char *like)
+{
+	struct stat st;
+	assert_int_equal(stat(path_of(fx, like), &st), 0);
+	gzFile g = gzopen(path_of(fx, name), "wb");
+	assert_non_null(g);
+	assert_int_equal(gzwrite(g, s, (unsigned)strlen(s)), (int)strlen(s));
+	assert_int_equal(gzclose(g), Z_OK);
+	struct timespec ts[2] = { st.st_atim, st.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, path_of(fx, name), ts, 0), 0);
+}
+
+/* Back-date a file's mtime by secs (an older generation). */
+static void age(struct fixture *fx, const char *name, int secs)
+{
+	struct stat st;
+	assert_int_equal(stat(path_of(fx, name), &st), 0);
+	st.st_mtim.tv_sec -= secs;
+	struct timespec ts[2] = { st.st_atim, st.st_mtim };
+	assert_int_equal(utimensat(AT_FDCWD, path_of(fx, name), ts, 0), 0);
+}
+
+static void test_checkpoint_rotated_twice_compressed(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	/* an older generation, read before: never read again */
+	append(fx, "a.log.3", "old1\nold2\n");
+	age(fx, "a.log.3", 3600);
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\na2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	/* while stopped: a3, rotation (a.log.1), b1, a second rotation with
+	 * compress (a.log.1 -> a.log.2.gz, a.log -> a.log.1), c1 */
+	put(fx, 0, "a3\n");
+	age(fx, "a.log", 20);
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log.1")), 0);
+	writer(fx, 1, "a.log");
+	put(fx, 1, "b1\n");
+	age(fx, "a.log", 10);
+	gzip_as(fx, "a.log.2.gz", "a1\na2\na3\n", "a.log.1");
+	assert_int_equal(unlink(path_of(fx, "a.log.1")), 0);
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log.1")), 0);
+	writer(fx, 2, "a.log");
+	put(fx, 2, "c1\n");
+	start_from(fx, "a.log", false, &buf);
+	assert_true(run_until_lines(fx, 5));
+	put(fx, 2, "c2\n");
+	assert_true(run_until_lines(fx, 6));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "a3", "b1", "c1", "c2");
+	assert_int_equal(stats(fx).rotations, 2);
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_resume_inside_gz(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	/* stopped while reading a compressed generation: resumed inside it */
+	append(fx, "a.log", "g1\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 1));
+	save_and_stop(fx, &buf);
+	append(fx, "a.log", "g2\n");
+	age(fx, "a.log", 5);
+	gzip_as(fx, "a.log.1.gz", "g1\ng2\n", "a.log");
+	assert_int_equal(unlink(path_of(fx, "a.log")), 0);
+	append(fx, "a.log", "h1\n");
+	start_from(fx, "a.log", true, &buf);
+	/* only g2 of the compressed file is new */
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	EXPECT(fx, "g1", "g2", "h1");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_damaged_gz(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	append(fx, "a.log", "k1\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 1));
+	save_and_stop(fx, &buf);
+	/* the compressed generation is cut short: what it holds is read, the
+	 * error counted, and the new file still follows */
+	append(fx, "a.log", "k2\nk3\n");
+	age(fx, "a.log", 5);
+	gzip_as(fx, "a.log.1.gz", "k1\nk2\nk3\n", "a.log");
+	struct stat st;
+	assert_int_equal(stat(path_of(fx, "a.log.1.gz"), &st), 0);
+	assert_int_equal(truncate(path_of(fx, "a.log.1.gz"), st.st_size - 6), 0);
+	/* a compressor's temporary file is never a generation */
+	append(fx, "a.log.1.gz.tmp", "junk\n");
+	age(fx, "a.log.1.gz.tmp", 4);
+	assert_int_equal(unlink(path_of(fx, "a.log")), 0);
+	append(fx, "a.log", "m1\n");
+	start_from(fx, "a.log", true, &buf);
+	RUN_UNTIL(fx, s->read_errors == 1);
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "k1", "k2", "k3", "m1");
+	kl_buf_free(&buf);
+}
+
+/* ingest_tail_line_mark names each line's start, also of a line completed
+ * across two reads; a save held at a mark resumes there. */
+static void test_line_mark_and_held_save(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "l1\nl2\npa");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	put(fx, 0, "rt\nl4\n");
+	assert_true(run_until_lines(fx, 4));
+	EXPECT(fx, "l1", "l2", "part", "l4");
+	const uint64_t want[] = { 0, 3, 6, 11 };
+	for (size_t i = 0; i < 4; i++) {
+		assert_non_null(fx->v[i].mark.file);
+		if (fx->v[i].mark.off != want[i])
+			fail_msg("line %zu: mark at %llu, expected %llu", i,
+				 (unsigned long long)fx->v[i].mark.off, (unsigned long long)want[i]);
+	}
+	struct ingest_mark held = fx->v[2].mark; /* "part" is held back */
+	assert_int_equal(ingest_tail_save_held(fx->t, &buf, &held, 1), 0);
+	if (!strstr(buf.p, " off=6 "))
+		fail_msg("the held save does not stop at the held line: %.*s", (int)buf.len, buf.p);
+	ingest_tail_free(fx->t);
+	fx->t = NULL;
+	start_from(fx, "a.log", true, &buf);
+	assert_true(run_until_lines(fx, 6));
+	settle(fx, SETTLE);
+	EXPECT_FROM(fx, 4, "part", "l4");
+	kl_buf_free(&buf);
+}
+
 static void test_checkpoint_replaced_while_stopped(void **state)
 {
 	struct fixture *fx = *state;
@@ -1002,6 +1151,10 @@ int main(void)
 		T(test_checkpoint_rotated_while_stopped),
 		T(test_checkpoint_dateext_while_stopped),
 		T(test_checkpoint_copytruncate_while_stopped),
+		T(test_checkpoint_rotated_twice_compressed),
+		T(test_checkpoint_resume_inside_gz),
+		T(test_checkpoint_damaged_gz),
+		T(test_line_mark_and_held_save),
 		T(test_checkpoint_replaced_while_stopped),
 		T(test_checkpoint_unknown_file_follows_from),
 		T(test_checkpoint_inside_long_line),
