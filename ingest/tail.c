@@ -108,6 +108,7 @@ struct tfile {
 	bool check;	      /* an inotify event asks for reconcile */
 	bool checked;	      /* reconcile just ran check_content: read_cb need not */
 	bool err_logged;
+	bool warned_long; /* an over-long line was logged */
 };
 
 /*
@@ -278,7 +279,10 @@ static void watch_failed(struct ingest_tail *t, const char *what, const char *pa
 	t->warned_watch = true;
 	kl_log(KL_LOG_WARN,
 	       "tail %s: cannot watch %s \"%s\" with inotify (%s); checking every %gs instead",
-	       t->pattern, what, path, strerror(e), t->stat_interval);
+	       t->pattern, what, path,
+	       e == ENOSPC ? "the inotify watch limit is reached: raise fs.inotify.max_user_watches"
+			   : strerror(e),
+	       t->stat_interval);
 }
 
 /*
@@ -342,8 +346,19 @@ static int feed_chunk(struct tfile *f, const char *data, size_t len, uint64_t of
 	f->chunk_len = len;
 	f->chunk_off = off;
 	f->held_before = f->lines.len;
+	uint64_t cut = f->lines.too_long;
 	int rc = ingest_lines_feed(&f->lines, data, len, deliver, f);
 	f->chunk = NULL;
+	if (f->lines.too_long != cut && !f->warned_long) {
+		/* Once per file: the count goes on in the stats. */
+		f->warned_long = true;
+		kl_log(KL_LOG_WARN,
+		       "tail %s: \"%s\" (inode %llu) has a line longer than %zu bytes near offset "
+		       "%llu; such lines are cut to their first %zu bytes (raise the source's "
+		       "max_line to keep them whole); later ones are only counted",
+		       f->t->pattern, f->path, (unsigned long long)f->ino, f->t->max_line,
+		       (unsigned long long)off, f->t->max_line);
+	}
 	return rc;
 }
 

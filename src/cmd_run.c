@@ -498,6 +498,8 @@ out:
 		r.ctxs[i].holding = false;
 	}
 	runtime_flush(&r.rt);
+	if (r.rt.cfg)
+		runtime_report_parse_errors(&r.rt); /* those since the last report */
 	if (status == EXIT_OK)
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
