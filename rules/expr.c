@@ -682,7 +682,9 @@ static const struct fn_info fns[] = {
 	{ "distinct", AGG_DISTINCT, 0 },
 };
 
-static const char *const later_fns[] = { "zscore", "baseline", "new" };
+/* Anomaly functions: zscore(VALUE, H), baseline(VALUE, P), new(FIELD, H). */
+#define HIST_SPAN_MIN_US (60 * 1000000LL)	     /* a minute: one sample */
+#define HIST_SPAN_MAX_US (366 * 86400 * 1000000LL) /* a year */
 
 static struct node *node_new(struct ps *ps, enum node_kind k)
 {
@@ -713,6 +715,8 @@ static unsigned cells_of(enum agg_kind k)
 	case AGG_MIN:
 	case AGG_MAX:
 		return 1;
+	case AGG_NEW:
+		return 1;
 	case AGG_RATIO:
 	case AGG_SUM:
 	case AGG_AVG:
@@ -742,12 +746,112 @@ static struct node *add_agg(struct ps *ps, struct agg *a)
 		a->sketch = (int)e->nsketches++;
 	else if (a->kind == AGG_DISTINCT)
 		a->sketch = (int)e->nhlls++;
+	else if (a->kind == AGG_NEW)
+		e->nnew++;
 	e->aggs[e->naggs] = *a;
 	struct node *n = node_new(ps, N_AGG);
 	if (n)
 		n->agg = (unsigned)e->naggs;
 	e->naggs++;
 	return n;
+}
+
+static struct node *parse_value(struct ps *ps, int min_prec);
+
+static bool node_is_bool(const struct node *n)
+{
+	return n->kind == N_CMP || n->kind == N_AND || n->kind == N_OR || n->kind == N_NOT;
+}
+
+/* The value reads the window (not a constant, not another history). */
+static bool has_agg(const struct node *n)
+{
+	if (!n || n->kind == N_ZSCORE || n->kind == N_BASELINE)
+		return false;
+	return n->kind == N_AGG || has_agg(n->a) || has_agg(n->b);
+}
+
+static bool name_is(const struct ps *ps, const struct tok *t, const char *word)
+{
+	return strlen(word) == t->len && !memcmp(word, ps->src + t->off, t->len);
+}
+
+/* The duration argument of an anomaly function: `, 1d)`. */
+static bool parse_span(struct ps *ps, const char *fn, int64_t *out)
+{
+	char b[64];
+	if (!expect(ps, T_COMMA, "',' and a duration (e.g. 1d) after the first argument"))
+		return false;
+	size_t off = ps->t.off;
+	if (ps->t.kind != T_NUM) {
+		fail_at(ps, off, "%s() takes a duration second, e.g. 1d, found %s", fn,
+			tok_desc(ps, b, sizeof b));
+		return false;
+	}
+	double us = ps->t.num * 1e6;
+	if (!(us >= (double)HIST_SPAN_MIN_US && us <= (double)HIST_SPAN_MAX_US)) {
+		fail_at(ps, off, "%s(): the duration must be between 1m and 366d", fn);
+		return false;
+	}
+	*out = (int64_t)us;
+	next(ps);
+	return expect(ps, T_RP, "')' to close the call");
+}
+
+/* zscore(VALUE, H) and baseline(VALUE, P): VALUE is any arithmetic of
+ * aggregates; each call gets a history (expr.hists). */
+static struct node *parse_hist_call(struct ps *ps, const struct tok *name, enum hist_kind kind)
+{
+	const char *fn = kind == HIST_ZSCORE ? "zscore" : "baseline";
+	next(ps); /* '(' */
+	size_t inner_off = ps->t.off;
+	struct node *inner = parse_value(ps, 5); /* arithmetic only: no comparison */
+	int64_t span = 0;
+	if (ps->failed || !parse_span(ps, fn, &span)) {
+		node_free(inner);
+		return NULL;
+	}
+	if (!inner || node_is_bool(inner) || !has_agg(inner)) {
+		fail_at(ps, inner_off, "%s() takes an aggregate first, e.g. %s(rate(), %s)", fn, fn,
+			kind == HIST_ZSCORE ? "1d" : "1d");
+		node_free(inner);
+		return NULL;
+	}
+	struct expr *e = ps->e;
+	struct hist_shape *h = realloc(e->hists, (e->nhists + 1) * sizeof *h);
+	struct node *n = h ? node_new(ps, kind == HIST_ZSCORE ? N_ZSCORE : N_BASELINE) : NULL;
+	if (h)
+		e->hists = h;
+	if (!n) {
+		if (!h)
+			fail_at(ps, name->off, "out of memory");
+		node_free(inner);
+		return NULL;
+	}
+	hist_shape_init(&e->hists[e->nhists], kind, span);
+	e->hists[e->nhists].node = n;
+	n->a = inner;
+	n->hist = e->nhists++;
+	return n;
+}
+
+/* new(FIELD, H): a count of the window's events with a value not seen in H. */
+static struct node *parse_new_call(struct ps *ps)
+{
+	char b[64];
+	next(ps); /* '(' */
+	if (ps->t.kind != T_IDENT) {
+		fail_at(ps, ps->t.off, "new() takes a field name first, e.g. new(exception, 7d), found %s",
+			tok_desc(ps, b, sizeof b));
+		return NULL;
+	}
+	struct agg a = { .kind = AGG_NEW, .field = field_of(ps, &ps->t) };
+	if (a.field < 0)
+		return NULL;
+	next(ps);
+	if (!parse_span(ps, "new", &a.span_us))
+		return NULL;
+	return add_agg(ps, &a);
 }
 
 static struct node *parse_call(struct ps *ps, const struct tok *name)
@@ -757,15 +861,14 @@ static struct node *parse_call(struct ps *ps, const struct tok *name)
 		if (strlen(fns[k].name) == name->len && !memcmp(fns[k].name, ps->src + name->off, name->len))
 			fn = &fns[k];
 	if (!fn) {
-		for (size_t k = 0; k < KL_ARRAY_LEN(later_fns); k++)
-			if (strlen(later_fns[k]) == name->len &&
-			    !memcmp(later_fns[k], ps->src + name->off, name->len)) {
-				fail_at(ps, name->off, "anomaly function '%s' is not available in this version",
-					later_fns[k]);
-				return NULL;
-			}
+		if (name_is(ps, name, "zscore"))
+			return parse_hist_call(ps, name, HIST_ZSCORE);
+		if (name_is(ps, name, "baseline"))
+			return parse_hist_call(ps, name, HIST_BASELINE);
+		if (name_is(ps, name, "new"))
+			return parse_new_call(ps);
 		fail_at(ps, name->off,
-			"unknown function '%.*s'; expected count, rate, ratio, sum, avg, min, max, last, p50, p90, p95, p99 or distinct",
+			"unknown function '%.*s'; expected count, rate, ratio, sum, avg, min, max, last, p50, p90, p95, p99, distinct, zscore, baseline or new",
 			(int)name->len, ps->src + name->off);
 		return NULL;
 	}
@@ -816,8 +919,6 @@ static struct node *parse_call(struct ps *ps, const struct tok *name)
 	}
 	return add_agg(ps, &a);
 }
-
-static struct node *parse_value(struct ps *ps, int min_prec);
 
 static struct node *parse_primary_1(struct ps *ps);
 
@@ -931,10 +1032,6 @@ static struct node *parse_value(struct ps *ps, int min_prec)
 	}
 }
 
-static bool node_is_bool(const struct node *n)
-{
-	return n->kind == N_CMP || n->kind == N_AND || n->kind == N_OR || n->kind == N_NOT;
-}
 
 /* Check operand kinds; returns false after reporting. Offsets are not kept
  * per node, so these errors point at the start of the expression. */
@@ -960,6 +1057,8 @@ static bool type_check(struct ps *ps, const struct node *n, bool want_bool)
 	case N_DIV:
 		return type_check(ps, n->a, false) && type_check(ps, n->b, false);
 	case N_NEG:
+	case N_ZSCORE:
+	case N_BASELINE:
 		return type_check(ps, n->a, false);
 	default:
 		return true;
@@ -997,5 +1096,6 @@ void expr_free(struct expr *e)
 		filt_free(e->aggs[i].base);
 	}
 	free(e->aggs);
+	free(e->hists);
 	memset(e, 0, sizeof *e);
 }

@@ -28,6 +28,7 @@
 #define MAX_MAX_GROUPS 100000
 #define MAX_BY 8
 #define BUCKETS_PER_WINDOW 60
+#define SEEN_CAP 10000 /* values a new() call remembers per rule */
 
 enum astate { S_INACTIVE, S_PENDING, S_FIRING };
 
@@ -35,6 +36,7 @@ struct group {
 	uint64_t hash;
 	struct kl_str *vals; /* nby owned copies of the by-values ("" when absent) */
 	struct window w;
+	struct hist *hists;	/* expr.nhists: the zscore/baseline histories */
 	enum astate state;
 	int64_t since_us;	/* pending since, or firing since */
 	int64_t false_since_us; /* firing, condition false since (or -1) */
@@ -63,6 +65,7 @@ struct rule {
 	struct group *groups;
 	size_t ngroups;
 	size_t max_groups;
+	struct seen **seen;	/* per aggregate: new()'s table, else NULL */
 	int32_t *index;	   /* open addressing: group index + 1, 0 = empty */
 	size_t index_mask;
 	bool dirty;
@@ -135,8 +138,32 @@ static void index_rebuild(struct rule *r)
 	}
 }
 
+static void hists_free(struct rule *r, struct group *g)
+{
+	for (size_t i = 0; g->hists && i < r->expr.nhists; i++)
+		hist_free(&g->hists[i]);
+	free(g->hists);
+	g->hists = NULL;
+}
+
+static bool hists_init(struct rule *r, struct group *g)
+{
+	if (!r->expr.nhists)
+		return true;
+	g->hists = calloc(r->expr.nhists, sizeof *g->hists);
+	if (!g->hists)
+		return false;
+	for (size_t i = 0; i < r->expr.nhists; i++)
+		if (hist_init(&g->hists[i], &r->expr.hists[i]) < 0) {
+			hists_free(r, g);
+			return false;
+		}
+	return true;
+}
+
 static void group_release(struct rule *r, struct group *g)
 {
+	hists_free(r, g);
 	window_free(&g->w, &r->shape);
 	for (size_t i = 0; i < r->nby; i++)
 		free((void *)g->vals[i].p);
@@ -163,6 +190,10 @@ static struct group *group_create(struct rule *r, const struct parser_event *ev,
 	}
 	if (window_init(&g->w, &r->shape) < 0)
 		goto fail;
+	if (!hists_init(r, g)) {
+		window_free(&g->w, &r->shape);
+		goto fail;
+	}
 	r->ngroups++;
 	return g;
 fail:
@@ -211,7 +242,8 @@ void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *
 		struct group *g = group_of(rs, r, ev);
 		if (!g)
 			continue;
-		if (window_add(&g->w, &r->shape, ev, rs->md) < 0)
+		struct newctx nc = { r->seen, g->hash };
+		if (window_add(&g->w, &r->shape, ev, rs->md, r->expr.nnew ? &nc : NULL) < 0)
 			rs->stats.late_events++;
 		r->dirty = true;
 	}
@@ -224,6 +256,7 @@ struct evalctx {
 	const struct rule *r;
 	struct group *g;
 	int64_t now;
+	bool *no_verdict; /* set when an anomaly function cannot judge yet */
 };
 
 static double eval_num(const struct evalctx *c, const struct node *n)
@@ -235,6 +268,16 @@ static double eval_num(const struct evalctx *c, const struct node *n)
 	case N_AGG:
 		return window_agg(&c->g->w, &c->r->shape, n->agg, c->now, &c->rs->sk_scratch,
 				  &c->rs->hll_scratch);
+	case N_ZSCORE:
+	case N_BASELINE: {
+		struct hist *h = &c->g->hists[n->hist];
+		const struct hist_shape *hs = &c->r->expr.hists[n->hist];
+		a = eval_num(c, n->a);
+		b = n->kind == N_ZSCORE ? hist_zscore(h, hs, c->now, a) : hist_baseline(h, hs, c->now, a);
+		if (isnan(b) && c->no_verdict)
+			*c->no_verdict = true;
+		return b;
+	}
 	case N_NEG:
 		return -eval_num(c, n->a);
 	case N_ADD:
@@ -467,17 +510,37 @@ static void emit(struct rules_set *rs, const struct rule *r, const struct group 
 		fn(ctx, &tr);
 }
 
+/*
+ * Once a minute, each zscore/baseline history takes its value's sample (at
+ * every evaluation, min_events or not: the quiet hours are part of normal).
+ */
+static void sample_histories(const struct evalctx *c)
+{
+	for (unsigned i = 0; i < c->r->expr.nhists; i++) {
+		struct hist *h = &c->g->hists[i];
+		const struct hist_shape *hs = &c->r->expr.hists[i];
+		if (hist_sample_due(h, c->now))
+			hist_sample(h, hs, c->now, eval_num(c, hs->node->a));
+	}
+}
+
 /* Advance one group's alert state; true if the group can be forgotten. */
 static bool step_state(struct rules_set *rs, struct rule *r, struct group *g, int64_t now,
 		       rules_transition_fn fn, void *ctx)
 {
-	struct evalctx c = { rs, r, g, now };
+	bool no_verdict = false;
+	struct evalctx c = { rs, r, g, now, &no_verdict };
+	sample_histories(&c);
 	double events = window_events(&g->w, &r->shape, now);
 	if (r->min_events && events < (double)r->min_events)
-		return g->state == S_INACTIVE && events == 0;
+		return g->state == S_INACTIVE && events == 0 && !r->expr.nhists;
 
 	bool cond = eval_bool(&c, r->expr.root);
 	double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
+	/* An anomaly function without a verdict (its history too short, or
+	 * flat): like too few events, nothing changes either way. */
+	if (no_verdict)
+		return false;
 	switch (g->state) {
 	case S_INACTIVE:
 		if (!cond)
@@ -1391,7 +1454,7 @@ void rules_announce(struct rules_set *rs, int64_t now, rules_transition_fn fn, v
 			struct group *g = &r->groups[k];
 			if (g->state != S_FIRING)
 				continue;
-			struct evalctx c = { rs, r, g, now };
+			struct evalctx c = { rs, r, g, now, NULL };
 			double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
 			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx, true);
 		}

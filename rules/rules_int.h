@@ -58,6 +58,7 @@ enum agg_kind {
 	AGG_LAST,
 	AGG_QUANTILE,
 	AGG_DISTINCT,
+	AGG_NEW, /* new(FIELD, H): events whose value was not seen in the last H */
 };
 
 struct agg {
@@ -69,6 +70,7 @@ struct agg {
 	unsigned cell;	     /* first numeric cell in a bucket */
 	unsigned ncells;
 	int sketch;	     /* index of its sketch/hll in a bucket, or -1 */
+	int64_t span_us;     /* new(): H */
 };
 
 /* ---- value nodes --------------------------------------------------------- */
@@ -85,6 +87,8 @@ enum node_kind {
 	N_AND,
 	N_OR,
 	N_NOT,
+	N_ZSCORE,   /* zscore(a, H) */
+	N_BASELINE, /* baseline(a, P) */
 };
 
 struct node {
@@ -92,7 +96,68 @@ struct node {
 	enum cmp_op op;	 /* N_CMP */
 	double num;	 /* N_NUM */
 	unsigned agg;	 /* N_AGG: index into expr.aggs */
+	unsigned hist;	 /* N_ZSCORE, N_BASELINE: index into expr.hists */
 	struct node *a, *b;
+};
+
+/* ---- histories: an aggregate's own past (history.c) ---------------------- */
+
+enum hist_kind { HIST_ZSCORE, HIST_BASELINE };
+
+struct hist_shape {
+	enum hist_kind kind;
+	int64_t span_us;     /* H, or the period P */
+	int64_t slot_us;
+	unsigned nslots;     /* ring size */
+	unsigned per_period; /* baseline: slots a period */
+	const struct node *node; /* the zscore/baseline node (its a: the sampled value) */
+};
+
+/* One group's history of one zscore/baseline call. */
+struct hist {
+	double *z;	     /* zscore: nslots × (sum, sum of squares, count) */
+	float *b;	     /* baseline: nslots values (NaN: unknown) */
+	int64_t first_us;    /* the first sample, or INT64_MIN */
+	int64_t newest;	     /* newest slot number written, or INT64_MIN */
+	int64_t last_minute; /* the minute last sampled */
+	double last_ref;     /* at the last evaluation: the mean (zscore) or baseline */
+	double last_score;   /* the z-score, or now / baseline */
+};
+
+void hist_shape_init(struct hist_shape *s, enum hist_kind kind, int64_t span_us);
+size_t hist_memory(const struct hist_shape *s);
+int hist_init(struct hist *h, const struct hist_shape *s);
+void hist_free(struct hist *h);
+bool hist_sample_due(const struct hist *h, int64_t now_us);
+/* Sample v (once a minute: later calls in the same minute are ignored). */
+void hist_sample(struct hist *h, const struct hist_shape *s, int64_t now_us, double v);
+/* (v - mean) / stddev over the last H; NaN for no verdict (less than H/2
+ * known, fewer than 2 samples, no spread). */
+double hist_zscore(struct hist *h, const struct hist_shape *s, int64_t now_us, double v);
+/* The median of the values 1..7 periods ago at this phase; NaN for no
+ * verdict (less than one period known, or none at this phase). */
+double hist_baseline(struct hist *h, const struct hist_shape *s, int64_t now_us, double v);
+int hist_encode(const struct hist *h, const struct hist_shape *s, struct kl_buf *out);
+int hist_decode(struct hist *h, const struct hist_shape *s, struct kl_rd *r);
+
+/* Values new() has seen: keys (group and value hashed) with their last time,
+ * capped, least recently seen forgotten first. */
+struct seen;
+struct seen *seen_new(uint32_t cap);
+void seen_free(struct seen *s);
+/* Record key at t: true if it is new (not seen within the last span_us) and
+ * the learning period (span_us / 2 from the first value) is over. */
+bool seen_check(struct seen *s, uint64_t key, int64_t t_us, int64_t span_us);
+uint64_t seen_forgotten(const struct seen *s);
+size_t seen_memory(const struct seen *s);
+int seen_encode(const struct seen *s, struct kl_buf *out);
+int seen_decode(struct seen *s, struct kl_rd *r);
+
+/* What window_add needs for new(): the rule's seen tables (per aggregate,
+ * NULL for the others) and the event's group. */
+struct newctx {
+	struct seen *const *seen;
+	uint64_t group_key;
 };
 
 struct expr {
@@ -102,6 +167,9 @@ struct expr {
 	unsigned ncells;    /* numeric cells per bucket, cell 0 = all events */
 	unsigned nsketches; /* quantile sketches per bucket */
 	unsigned nhlls;	    /* distinct counters per bucket */
+	struct hist_shape *hists; /* one per zscore/baseline call */
+	unsigned nhists;
+	unsigned nnew;	    /* new() calls */
 };
 
 /*
@@ -148,7 +216,7 @@ int window_init(struct window *w, const struct window_shape *s);
 void window_free(struct window *w, const struct window_shape *s);
 /* Add ev (at ev->time_us); 0, or -ERANGE when it is older than the ring. */
 int window_add(struct window *w, const struct window_shape *s, struct parser_event *ev,
-	       pcre2_match_data *md);
+	       pcre2_match_data *md, const struct newctx *nc);
 /* Events in the window ending at now. */
 double window_events(const struct window *w, const struct window_shape *s, int64_t now_us);
 /* Value of aggregate i over the window ending at now_us; NaN when undefined

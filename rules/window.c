@@ -140,9 +140,21 @@ static uint64_t value_hash(const struct parser_event *ev, int field)
 	return hll_hash(v.p ? v.p : "", v.p ? v.len : 0);
 }
 
+/* new(): the event's value, keyed with its group, checked against the
+ * rule's seen table. */
+static bool is_new(const struct agg *a, size_t i, struct parser_event *ev,
+		   const struct newctx *nc)
+{
+	struct kl_str v = ev->raw[a->field];
+	if (!nc || !nc->seen[i] || !v.p)
+		return false;
+	uint64_t key = hll_hash(v.p, v.len) ^ (nc->group_key * 0x9e3779b97f4a7c15ULL);
+	return seen_check(nc->seen[i], key, ev->time_us, a->span_us);
+}
+
 static void add_to(double *c, struct sketch *sk, struct sketch *totals, bool *stale,
 		   struct hll *hl, const struct expr *e, struct parser_event *ev,
-		   pcre2_match_data *md)
+		   pcre2_match_data *md, const struct newctx *nc)
 {
 	c[0] += 1;
 	for (size_t i = 0; i < e->naggs; i++) {
@@ -168,6 +180,10 @@ static void add_to(double *c, struct sketch *sk, struct sketch *totals, bool *st
 		case AGG_DISTINCT:
 			if (ev->raw[a->field].p)
 				hll_add_hash(&hl[a->sketch], value_hash(ev, a->field));
+			break;
+		case AGG_NEW:
+			if (is_new(a, i, ev, nc))
+				x[0] += 1;
 			break;
 		default:
 			if (parser_event_number(ev, (unsigned)a->field, &v) < 0)
@@ -207,14 +223,14 @@ static void add_to(double *c, struct sketch *sk, struct sketch *totals, bool *st
 }
 
 int window_add(struct window *w, const struct window_shape *s, struct parser_event *ev,
-	       pcre2_match_data *md)
+	       pcre2_match_data *md, const struct newctx *nc)
 {
 	const struct expr *e = s->expr;
 	if (ev->time_us >= w->hot_start_us && ev->time_us - w->hot_start_us < s->width_us) {
 		size_t hot = w->hot_slot;
 		add_to(w->cells + hot * e->ncells, w->sketches ? w->sketches + hot * e->nsketches : NULL,
 		       w->epoch[hot] >= w->floor ? w->totals : NULL, &w->totals_stale,
-		       w->hlls ? w->hlls + hot * e->nhlls : NULL, e, ev, md);
+		       w->hlls ? w->hlls + hot * e->nhlls : NULL, e, ev, md, nc);
 		return 0;
 	}
 	int64_t bucket = floor_div(ev->time_us, s->width_us);
@@ -232,7 +248,7 @@ int window_add(struct window *w, const struct window_shape *s, struct parser_eve
 	w->hot_slot = slot;
 	add_to(w->cells + slot * e->ncells, w->sketches ? w->sketches + slot * e->nsketches : NULL,
 	       bucket >= w->floor ? w->totals : NULL, &w->totals_stale,
-	       w->hlls ? w->hlls + slot * e->nhlls : NULL, e, ev, md);
+	       w->hlls ? w->hlls + slot * e->nhlls : NULL, e, ev, md, nc);
 	return 0;
 }
 
@@ -355,6 +371,7 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 	switch (a->kind) {
 	case AGG_COUNT:
 	case AGG_SUM:
+	case AGG_NEW:
 		return x0;
 	case AGG_RATE:
 		return x0 / secs;

@@ -80,7 +80,7 @@ static void run(const struct expr *e)
 		parser_event_init(&ev, parser);
 		if (parser_parse(parser, lines[i], strlen(lines[i]), 0, &ev) < 0)
 			abort();
-		if (window_add(&w, &s, &ev, md) < 0)
+		if (window_add(&w, &s, &ev, md, NULL) < 0)
 			abort();
 		newest = ev.time_us;
 	}

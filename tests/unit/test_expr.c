@@ -433,7 +433,7 @@ static void win_add(struct win *x, int64_t us, const char *rest)
 {
 	struct tev t;
 	mkev(&t, us, rest);
-	assert_int_equal(window_add(&x->w, &x->s, &t.ev, MD), 0);
+	assert_int_equal(window_add(&x->w, &x->s, &t.ev, MD, NULL), 0);
 }
 
 static double win_agg(struct win *x, unsigned i, int64_t now)
@@ -817,10 +817,13 @@ static const struct ecase ECASES[] = {
 	/* unknown function, anomaly functions */
 	{ "cuont() > 0", 0, "unknown function 'cuont'", "expected count, rate, ratio" },
 	{ "count() > 1 and p42(rt) > 1", 16, "unknown function 'p42'", NULL },
-	{ "zscore(count(), 1h) > 3", 0, "anomaly function 'zscore' is not available", NULL },
-	{ "rate() < 0.5 * baseline(rate(), 1d)", 15, "anomaly function 'baseline' is not available",
-	  NULL },
-	{ "new(path, 1d) > 0", 0, "anomaly function 'new' is not available", NULL },
+	{ "zscore(count() > 3, 1h) > 3", 15, "expected ',' and a duration", NULL },
+	{ "zscore(count(), 30s) > 3", 16, "the duration must be between 1m and 366d", NULL },
+	{ "zscore(count()) > 3", 14, "expected ',' and a duration", NULL },
+	{ "rate() < 0.5 * baseline(rate(), path)", 32, "baseline() takes a duration second", NULL },
+	{ "new(1, 1d) > 0", 4, "new() takes a field name first", NULL },
+	{ "new(stauts, 1d) > 0", 4, "unknown field 'stauts'", NULL },
+	{ "zscore(1, 1h) > 3", 7, "zscore() takes an aggregate first", NULL },
 	/* a string field used numerically */
 	{ "sum(path) > 0", 4, "sum() needs a numeric field, and 'path' is a string", NULL },
 	{ "p95(method) > 0", 4, "p95() needs a numeric field, and 'method' is a string", NULL },

@@ -124,7 +124,7 @@ static int win_add(struct win *x, int64_t us, double rt, const char *path)
 	parser_event_init(&ev, P);
 	assert_int_equal(parser_parse(P, line, (size_t)n, us, &ev), 0);
 	assert_int_equal(ev.time_us, us);
-	return window_add(&x->w, &x->s, &ev, MD);
+	return window_add(&x->w, &x->s, &ev, MD, NULL);
 }
 
 #define ADD_OK(x, us, rt, path) assert_int_equal(win_add((x), (us), (rt), (path)), 0)
@@ -572,7 +572,7 @@ static void test_reference(void **state)
 		struct parser_event ev;
 		parser_event_init(&ev, P);
 		assert_int_equal(parser_parse(P, line, (size_t)len, et, &ev), 0);
-		int rc = window_add(&x.w, &x.s, &ev, MD);
+		int rc = window_add(&x.w, &x.s, &ev, MD, NULL);
 		int64_t b = floordiv(et, x.s.width_us);
 		bool late = newest_bucket != INT64_MIN && b <= newest_bucket - (int64_t)x.s.nb;
 		if (late) {
