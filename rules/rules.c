@@ -351,7 +351,26 @@ struct tmplctx {
 	const struct rules_label *labels;
 	size_t nlabels;
 	double value;
+	const struct group *g; /* NULL when only validating */
 };
+
+/* {{ zscore }} and {{ baseline }}: from the rule's first zscore/baseline, as
+ * the evaluation just computed it (the mean for a zscore's baseline). */
+static bool render_anomaly(struct kl_buf *out, const struct tmplctx *t, bool zscore)
+{
+	if (!t->r->expr.nhists)
+		return false;
+	if (!out)
+		return true;
+	const struct hist *h = t->g ? &t->g->hists[0] : NULL;
+	bool is_z = t->r->expr.hists[0].kind == HIST_ZSCORE;
+	double v = !h ? NAN : zscore ? (is_z ? h->last_score : NAN) : h->last_ref;
+	if (isnan(v))
+		kl_buf_append_str(out, "n/a");
+	else
+		kl_buf_appendf(out, zscore ? "%.2f" : "%.4g", v);
+	return true;
+}
 
 static bool span_is(const char *p, size_t n, const char *word)
 {
@@ -407,6 +426,8 @@ static bool render_one(struct kl_buf *out, const char *p, size_t n, const struct
 	}
 	if (f)
 		return false;
+	if (span_is(p, nlen, "zscore") || span_is(p, nlen, "baseline"))
+		return render_anomaly(out, t, span_is(p, nlen, "zscore"));
 	if (span_is(p, nlen, "window")) {
 		if (out) {
 			char d[32];
@@ -476,7 +497,7 @@ static void emit(struct rules_set *rs, const struct rule *r, const struct group 
 	for (size_t i = 0; i < r->nby; i++)
 		rs->out_labels[nl++] = (struct rules_label){ r->by_names[i], g->vals[i].p };
 
-	struct tmplctx t = { rs, r, rs->out_labels, nl, value };
+	struct tmplctx t = { rs, r, rs->out_labels, nl, value, g };
 	/* Render every annotation into one buffer, then point into it (the
 	 * buffer may move while it grows, so offsets first). */
 	size_t offs[64];
@@ -519,8 +540,10 @@ static void sample_histories(const struct evalctx *c)
 	for (unsigned i = 0; i < c->r->expr.nhists; i++) {
 		struct hist *h = &c->g->hists[i];
 		const struct hist_shape *hs = &c->r->expr.hists[i];
-		if (hist_sample_due(h, c->now))
+		if (hist_sample_due(h, c->now)) {
 			hist_sample(h, hs, c->now, eval_num(c, hs->node->a));
+			c->rs->generation++;
+		}
 	}
 }
 
@@ -533,7 +556,7 @@ static bool step_state(struct rules_set *rs, struct rule *r, struct group *g, in
 	sample_histories(&c);
 	double events = window_events(&g->w, &r->shape, now);
 	if (r->min_events && events < (double)r->min_events)
-		return g->state == S_INACTIVE && events == 0 && !r->expr.nhists;
+		return g->state == S_INACTIVE && events == 0;
 
 	bool cond = eval_bool(&c, r->expr.root);
 	double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
@@ -585,7 +608,8 @@ static bool step_group(struct rules_set *rs, struct rule *r, struct group *g, in
 {
 	enum astate st = g->state;
 	int64_t since = g->since_us, false_since = g->false_since_us;
-	bool idle = step_state(rs, r, g, now, fn, ctx);
+	/* A group with a history is never forgotten: its past is the point. */
+	bool idle = step_state(rs, r, g, now, fn, ctx) && r->nby && !r->expr.nhists;
 	if (g->state != st || g->since_us != since || g->false_since_us != false_since || idle)
 		rs->generation++;
 	return idle;
@@ -616,8 +640,7 @@ static void eval_rule(struct rules_set *rs, struct rule *r, int64_t now, rules_t
 	r->dirty = false;
 	for (size_t i = 0; i < r->ngroups;) {
 		struct group *g = &r->groups[i];
-		bool idle = step_group(rs, r, g, now, fn, ctx);
-		if (idle && r->nby) {
+		if (step_group(rs, r, g, now, fn, ctx)) {
 			group_release(r, g);
 			r->groups[i] = r->groups[--r->ngroups];
 			evicted = true;
@@ -836,7 +859,7 @@ static bool load_expr(struct loader *l, struct rule *r, const struct kl_ynode *n
 static bool check_templates(struct loader *l, struct rule *r, const struct kl_ynode *m)
 {
 	bool ok = true;
-	struct tmplctx t = { l->rs, r, NULL, 0, 0 };
+	struct tmplctx t = { l->rs, r, NULL, 0, 0, NULL };
 	for (size_t i = 0; i < r->nannotations; i++) {
 		long bad = render(NULL, r->annotations[i].value, &t);
 		if (bad >= 0) {
@@ -845,7 +868,7 @@ static bool check_templates(struct loader *l, struct rule *r, const struct kl_yn
 			const char *end = strstr(tm, "}}");
 			int shown = end ? (int)(end + 2 - tm) : (int)strlen(tm);
 			kl_diag_error(l->d, l->file, v->line, v->col + (v->plain ? 0 : 1) + (int)bad,
-				      "annotation '%s': unknown placeholder '%.*s'; expected {{ value }}, {{ value | pct }}, {{ value | duration }}, {{ window }}, {{ source }}, {{ alert }} or {{ labels.NAME }}",
+				      "annotation '%s': unknown placeholder '%.*s'; expected {{ value }}, {{ value | pct }}, {{ value | duration }}, {{ window }}, {{ source }}, {{ alert }}, {{ labels.NAME }}, or with zscore()/baseline() in expr {{ zscore }} and {{ baseline }}",
 				      r->annotations[i].key, shown, tm);
 			ok = false;
 		}
@@ -859,6 +882,9 @@ static void rule_free(struct rule *r)
 		group_release(r, &r->groups[i]);
 	free(r->groups);
 	free(r->index);
+	for (size_t i = 0; r->seen && i < r->expr.naggs; i++)
+		seen_free(r->seen[i]);
+	free(r->seen);
 	expr_free(&r->expr);
 	for (size_t i = 0; i < r->nby; i++)
 		free(r->by_names[i]);
@@ -875,6 +901,20 @@ static void rule_free(struct rule *r)
 	free(r->alert);
 	free(r->expr_src);
 	free(r->file);
+}
+
+/* new()'s seen tables, one per new() call (per rule, shared by its groups). */
+static bool setup_seen(struct rule *r)
+{
+	if (!r->expr.nnew)
+		return true;
+	r->seen = calloc(r->expr.naggs, sizeof *r->seen);
+	if (!r->seen)
+		return false;
+	for (size_t i = 0; i < r->expr.naggs; i++)
+		if (r->expr.aggs[i].kind == AGG_NEW && !(r->seen[i] = seen_new(SEEN_CAP)))
+			return false;
+	return true;
 }
 
 static bool setup_groups(struct rule *r)
@@ -995,7 +1035,7 @@ static bool load_rule(struct loader *l, struct rule *r, const struct kl_ynode *m
 	if (!ok)
 		return false;
 	shape_of(r);
-	if (!setup_groups(r)) {
+	if (!setup_groups(r) || !setup_seen(r)) {
 		err_at(l, m, "out of memory");
 		return false;
 	}
@@ -1159,6 +1199,9 @@ static void swap_groups(struct rule *a, struct rule *b)
 	b->ngroups = n;
 	b->index = idx;
 	b->index_mask = mask;
+	struct seen **seen = a->seen; /* same expression: same new() calls */
+	a->seen = b->seen;
+	b->seen = seen;
 }
 
 size_t rules_adopt_state(struct rules_set *to, struct rules_set *from)
@@ -1227,6 +1270,8 @@ static int save_group(const struct rule *r, const struct group *g, struct kl_buf
 		rc = kl_buf_put_i64(b, g->false_since_us);
 	if (rc == 0)
 		rc = window_encode(&g->w, &r->shape, b);
+	for (size_t i = 0; i < r->expr.nhists && rc == 0; i++)
+		rc = hist_encode(&g->hists[i], &r->expr.hists[i], b);
 	return rc;
 }
 
@@ -1252,6 +1297,9 @@ static int save_rule(const struct rules_set *rs, const struct rule *r, struct kl
 		rc = kl_buf_put_u64(payload, r->ngroups);
 	for (size_t i = 0; i < r->ngroups && rc == 0; i++)
 		rc = save_group(r, &r->groups[i], payload);
+	for (size_t i = 0; r->seen && i < r->expr.naggs && rc == 0; i++)
+		if (r->seen[i])
+			rc = seen_encode(r->seen[i], payload);
 	if (rc == 0)
 		rc = kl_buf_put_bytes(b, payload->p, payload->len);
 	return rc;
@@ -1349,7 +1397,25 @@ static int restore_group(struct rule *r, struct group *g, struct kl_rd *rd)
 	g->false_since_us = kl_rd_i64(rd);
 	if (rd->bad)
 		return -EINVAL;
-	return window_decode(&g->w, &r->shape, rd);
+	int rc = window_decode(&g->w, &r->shape, rd);
+	for (size_t i = 0; i < r->expr.nhists && rc == 0; i++)
+		rc = hist_decode(&g->hists[i], &r->expr.hists[i], rd);
+	return rc;
+}
+
+/* The seen tables, fresh, then as saved. */
+static int restore_seen(struct rule *r, struct kl_rd *rd)
+{
+	for (size_t i = 0; r->seen && i < r->expr.naggs; i++) {
+		if (!r->seen[i])
+			continue;
+		seen_free(r->seen[i]);
+		if (!(r->seen[i] = seen_new(SEEN_CAP)))
+			return -ENOMEM;
+		if (rd && seen_decode(r->seen[i], rd) < 0)
+			return -EINVAL;
+	}
+	return 0;
 }
 
 /* One rule's groups from its payload; on failure the rule is reset. */
@@ -1368,10 +1434,12 @@ static int restore_rule(struct rule *r, struct kl_str payload)
 		}
 		rc = restore_group(r, g, &rd);
 	}
+	if (rc == 0)
+		rc = restore_seen(r, &rd);
 	if (rc == 0 && !kl_rd_done(&rd))
 		rc = -EINVAL;
 	if (rc < 0) {
-		if (!reset_groups(r))
+		if (!reset_groups(r) || restore_seen(r, NULL) < 0)
 			return -ENOMEM;
 		return rc;
 	}
@@ -1425,7 +1493,7 @@ int rules_restore(struct rules_set *rs, const char *data, size_t len,
 	rs->stats.firing = 0;
 	for (size_t i = 0; i < rs->n; i++) {
 		struct rule *r = &rs->rules[i];
-		if (rc < 0 && rc != -ENOMEM && !reset_groups(r))
+		if (rc < 0 && rc != -ENOMEM && (!reset_groups(r) || restore_seen(r, NULL) < 0))
 			rc = -ENOMEM;
 		for (size_t k = 0; k < r->ngroups; k++) {
 			rs->stats.firing += r->groups[k].state == S_FIRING;
