@@ -81,6 +81,7 @@ int hist_init(struct hist *h, const struct hist_shape *s)
 	h->last_minute = INT64_MIN;
 	h->last_ref = NAN;
 	h->last_score = NAN;
+	h->tot_bucket = INT64_MIN;
 	if (s->kind == HIST_ZSCORE) {
 		h->z = calloc((size_t)s->nslots * 3, sizeof *h->z);
 		return h->z ? 0 : -ENOMEM;
@@ -146,6 +147,13 @@ void hist_sample(struct hist *h, const struct hist_shape *s, int64_t now, double
 		h->z[3 * i] += v;
 		h->z[3 * i + 1] += v * v;
 		h->z[3 * i + 2] += 1;
+		if (h->tot_bucket == bucket) {
+			h->tot_sum += v;
+			h->tot_sq += v * v;
+			h->tot_n += 1;
+		} else {
+			h->tot_bucket = INT64_MIN;
+		}
 	} else {
 		h->b[i] = (float)v;
 	}
@@ -160,15 +168,23 @@ double hist_zscore(struct hist *h, const struct hist_shape *s, int64_t now, doub
 	if (h->first_us == INT64_MIN || now - h->first_us < s->span_us / 2 || !isfinite(v))
 		return NAN;
 	int64_t cur = floor_div(now, s->slot_us);
-	double sum = 0, sq = 0, n = 0;
-	for (int64_t b = cur - s->nslots + 1; b <= cur; b++) {
-		if (h->newest == INT64_MIN || b > h->newest || b <= h->newest - (int64_t)s->nslots)
-			continue;
-		const double *z = h->z + 3 * slot_of(b, s->nslots);
-		sum += z[0];
-		sq += z[1];
-		n += z[2];
+	if (h->tot_bucket != cur) {
+		double sum = 0, sq = 0, n = 0;
+		for (int64_t b = cur - s->nslots + 1; b <= cur; b++) {
+			if (h->newest == INT64_MIN || b > h->newest ||
+			    b <= h->newest - (int64_t)s->nslots)
+				continue;
+			const double *z = h->z + 3 * slot_of(b, s->nslots);
+			sum += z[0];
+			sq += z[1];
+			n += z[2];
+		}
+		h->tot_sum = sum;
+		h->tot_sq = sq;
+		h->tot_n = n;
+		h->tot_bucket = cur;
 	}
+	double sum = h->tot_sum, sq = h->tot_sq, n = h->tot_n;
 	if (n < 2)
 		return NAN;
 	double mean = sum / n;

@@ -122,6 +122,11 @@ struct hist {
 	int64_t last_minute; /* the minute last sampled */
 	double last_ref;     /* at the last evaluation: the mean (zscore) or baseline */
 	double last_score;   /* the z-score, or now / baseline */
+	/* zscore: the sums over the ring as of slot tot_bucket (INT64_MIN: not
+	 * computed), so an evaluation costs O(1), not a pass over the ring;
+	 * recomputed when the ring moves (at most once a slot). */
+	double tot_sum, tot_sq, tot_n;
+	int64_t tot_bucket;
 };
 
 void hist_shape_init(struct hist_shape *s, enum hist_kind kind, int64_t span_us);
