@@ -86,11 +86,13 @@ struct action {
 
 enum job_kind { JOB_GZIP, JOB_COPY };
 
-/* What the worker is given and hands back. */
+/* What the worker is given and hands back: its own copies (the plan may
+ * move while it works). */
 struct job {
 	enum job_kind kind;
 	int dfd;
-	const char *name, *tmp;
+	char name[NAME_MAX + 1];
+	char tmp[NAME_MAX + 1];
 	dev_t dev;
 	ino_t ino;
 	int level;
@@ -677,20 +679,24 @@ static int plan_rule(struct rotate *r, struct rule *ru, int64_t now)
 	size_t n;
 	char path[PATH_MAX], buf[ROTATE_WHY], live[NAME_MAX + 1];
 	int rc = list_dir(ru->dfd, &names, &n);
+	/* Leftovers first: the actions after them may want their names. */
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const char *name = names[i];
 		struct stat st;
-		if (ends_with(name, ".tmp")) {
-			if (!our_tmp(ru, name) || fstatat(ru->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;
-			const char *no = refuse(&st, buf, sizeof buf);
-			if (no)
-				report(r, ROTATE_SKIPPED, "skip %s: %s", path_of(ru, name, path, sizeof path), no);
-			else
-				rc = add_action(r, ACT_RMTMP, ru, name, &st, "left by an interrupted run");
+		if (!ends_with(name, ".tmp") || !our_tmp(ru, name) ||
+		    fstatat(ru->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
-		}
-		if (!matches(ru, name) || fstatat(ru->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		const char *no = refuse(&st, buf, sizeof buf);
+		if (no)
+			report(r, ROTATE_SKIPPED, "skip %s: %s", path_of(ru, name, path, sizeof path), no);
+		else
+			rc = add_action(r, ACT_RMTMP, ru, name, &st, "left by an interrupted run");
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *name = names[i];
+		struct stat st;
+		if (ends_with(name, ".tmp") || !matches(ru, name) ||
+		    fstatat(ru->dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;
 		if (!ru->live) {
 			rc = plan_file(r, ru, name, &st, now, false);
@@ -835,8 +841,9 @@ static int act_compress(struct rotate *r, const struct action *a)
 	struct stat st;
 	if (still_there(r, a, &st))
 		return 0;
-	r->job = (struct job){ .kind = JOB_GZIP, .dfd = a->rule->dfd, .name = a->name,
-			       .dev = a->dev, .ino = a->ino, .level = a->rule->r.level };
+	r->job = (struct job){ .kind = JOB_GZIP, .dfd = a->rule->dfd, .dev = a->dev,
+			       .ino = a->ino, .level = a->rule->r.level };
+	memcpy(r->job.name, a->name, sizeof a->name);
 	return start_job(r) ? 1 : job_done(r, a);
 }
 
@@ -1001,6 +1008,13 @@ static int act_rotate(struct rotate *r, const struct action *a)
 		return 0;
 	memset(&r->rot, 0, sizeof r->rot);
 	r->rot.size = (uint64_t)st.st_size;
+	/* copytruncate loses what the tailer has not read when it truncates:
+	 * with the tailer behind, nothing is moved at all (this scan). */
+	if (ru->r.method == ROTATE_COPYTRUNCATE && !tailer_done(r, &st, why, sizeof why)) {
+		report(r, ROTATE_SKIPPED, "skip %s: rotation waits: %s",
+		       path_of(ru, a->name, path, sizeof path), why);
+		return 0;
+	}
 	if (!ru->r.dateext) {
 		why[0] = '\0';
 		rc = shift(r, a, why);
@@ -1042,8 +1056,9 @@ static int act_rotate(struct rotate *r, const struct action *a)
 		fail_action(r, a, "rotate", -ENAMETOOLONG, NULL);
 		return 0;
 	}
-	r->job = (struct job){ .kind = JOB_COPY, .dfd = ru->dfd, .name = a->name, .dev = a->dev,
-			       .ino = a->ino, .tmp = r->rot.tmp };
+	r->job = (struct job){ .kind = JOB_COPY, .dfd = ru->dfd, .dev = a->dev, .ino = a->ino };
+	memcpy(r->job.name, a->name, sizeof a->name);
+	memcpy(r->job.tmp, r->rot.tmp, sizeof r->rot.tmp);
 	r->rot.wait_until = kl_mono_us() + TAILER_WAIT_US;
 	return start_job(r) ? 1 : job_done(r, a);
 }
