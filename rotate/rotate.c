@@ -617,10 +617,11 @@ static int plan_file(struct rotate *r, struct rule *ru, const char *name, const 
 	return add_action(r, k, ru, name, st, why);
 }
 
-/* A live file: its generations (keep, delete_after, compress_after), then
- * whether it is due for rotation. */
-static int plan_live(struct rotate *r, struct rule *ru, const char *name, const struct stat *st,
-		     int64_t now)
+/* The generations of the live file name (which may be gone: a rename
+ * rotation with no writer to create it again): keep, delete_after,
+ * compress_after. *newest: the newest one's mtime, or -1. */
+static int plan_gens(struct rotate *r, struct rule *ru, const char *name, int64_t now,
+		     int64_t *newest)
 {
 	const struct rotate_rule *rr = &ru->r;
 	struct gen *g;
@@ -628,16 +629,26 @@ static int plan_live(struct rotate *r, struct rule *ru, const char *name, const 
 	int rc = list_gens(ru->dfd, name, &g, &n);
 	if (rc < 0)
 		return rc;
-	int64_t newest = -1;
+	*newest = -1;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (newest < 0 && S_ISREG(g[i].st.st_mode))
-			newest = mtime_us(&g[i].st);
+		if (*newest < 0 && S_ISREG(g[i].st.st_mode))
+			*newest = mtime_us(&g[i].st);
 		bool out = rr->keep >= 0 && kept >= (size_t)rr->keep;
 		if (!out && !(rr->delete_after_us >= 0 && now - mtime_us(&g[i].st) > rr->delete_after_us))
 			kept++;
 		rc = plan_file(r, ru, g[i].name, &g[i].st, now, out);
 	}
 	free(g);
+	return rc;
+}
+
+/* A live file: its generations, then whether it is due for rotation. */
+static int plan_live(struct rotate *r, struct rule *ru, const char *name, const struct stat *st,
+		     int64_t now)
+{
+	const struct rotate_rule *rr = &ru->r;
+	int64_t newest;
+	int rc = plan_gens(r, ru, name, now, &newest);
 	if (rc < 0)
 		return rc;
 
@@ -715,6 +726,32 @@ static int plan_rule(struct rotate *r, struct rule *ru, int64_t now)
 		}
 		rc = plan_live(r, ru, name, &st, now);
 	}
+	/* Generations whose live file is gone are still kept in bounds. */
+	char **orphans = NULL;
+	size_t norphans = 0;
+	for (size_t i = 0; i < n && rc == 0 && ru->live; i++) {
+		int64_t newest;
+		if (ends_with(names[i], ".tmp") || !strip_gen(names[i], live, sizeof live) ||
+		    !matches(ru, live) ||
+		    bsearch(&(const char *){ live }, names, n, sizeof *names, cmp_name))
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < norphans && !seen; k++)
+			seen = strcmp(orphans[k], live) == 0;
+		if (seen)
+			continue;
+		char **no = realloc(orphans, (norphans + 1) * sizeof *no);
+		if (!no || !(no[norphans] = kl_strndup(live, strlen(live)))) {
+			if (no)
+				orphans = no;
+			rc = -ENOMEM;
+			break;
+		}
+		orphans = no;
+		norphans++;
+		rc = plan_gens(r, ru, live, now, &newest);
+	}
+	free_list(orphans, norphans);
 	free_list(names, n);
 	return rc;
 }
