@@ -230,4 +230,15 @@ int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
  * (more than 100000) with *bad_line (1-based), or -ENOMEM. */
 int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line);
 
+/*
+ * How far the file (dev, ino) has been handed on: the offset of its first
+ * byte not handed on (what ingest_tail_save would write), from a live tail,
+ * or from one record line as ingest_tail_save writes it. 0 with *off, or
+ * -ENOENT (not followed / another file's record), -EINVAL (not a record).
+ * For the rotator, which must not remove what has not been read.
+ */
+int ingest_tail_position(const struct ingest_tail *t, uint64_t dev, uint64_t ino, uint64_t *off);
+int ingest_tail_record_position(const char *rec, size_t len, uint64_t dev, uint64_t ino,
+				uint64_t *off);
+
 #endif

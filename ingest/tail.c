@@ -1273,6 +1273,30 @@ int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
 	return 0;
 }
 
+int ingest_tail_position(const struct ingest_tail *t, uint64_t dev, uint64_t ino, uint64_t *off)
+{
+	for (const struct tfile *f = t->files; f; f = f->next)
+		if ((uint64_t)f->dev == dev && (uint64_t)f->ino == ino) {
+			*off = f->off - f->lines.len; /* as ingest_tail_save says */
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int ingest_tail_record_position(const char *rec, size_t len, uint64_t dev, uint64_t ino,
+				uint64_t *off)
+{
+	struct saved r;
+	int rc = parse_record(rec, rec + len, &r);
+	if (rc < 0)
+		return rc == -ENOMEM ? rc : -EINVAL;
+	free(r.path);
+	if (r.dev != dev || r.ino != ino)
+		return -ENOENT;
+	*off = r.off;
+	return 0;
+}
+
 /* Is the open file (of size size) the saved one, read up to r->off? */
 static bool same_content(int fd, uint64_t size, const struct saved *r)
 {

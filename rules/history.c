@@ -136,8 +136,10 @@ void hist_sample(struct hist *h, const struct hist_shape *s, int64_t now, double
 	if (minute == h->last_minute)
 		return;
 	h->last_minute = minute;
-	if (!isfinite(v))
-		return; /* nothing to learn from an undefined value */
+	/* Nothing to learn from an undefined value, nor from one whose square
+	 * overflows (the sums would be infinite from then on). */
+	if (!isfinite(v) || !isfinite(v * v))
+		return;
 	int64_t bucket = floor_div(now, s->slot_us);
 	if (h->newest != INT64_MIN && bucket < h->newest)
 		return; /* the clock went back: keep the ring as it is */

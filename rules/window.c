@@ -433,7 +433,9 @@ int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *
 		goto bad;
 	for (unsigned i = 0; i < used; i++) {
 		int64_t bucket = kl_rd_i64(r);
-		if (r->bad || bucket > newest || bucket <= newest - (int64_t)s->nb)
+		/* A slot no newer bucket recycled may hold one older than the ring's
+		 * span: it still counts for a clock behind the newest event. */
+		if (r->bad || bucket > newest || bucket == INT64_MIN)
 			goto bad;
 		size_t b = slot_of(bucket, s->nb);
 		if (w->epoch[b] != INT64_MIN)

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "ingest/ingest.h"
+#include "rotate/rotate.h"
 #include "src/args.h"
 #include "src/commands.h"
 #include "src/pipeline.h"
@@ -86,6 +87,7 @@ struct run {
 	uint64_t rstate_gen;	   /* rules_generation when last written */
 	bool rstate_written;
 	bool rstate_failing;
+	struct rotate *rot;	   /* the rotator (NULL: no `rotate:` entries) */
 };
 
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
@@ -440,6 +442,43 @@ static int start_tails(struct run *r)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------------
+ * The rotator: its scans run on this loop every rotate_interval; it asks the
+ * tails whether a file has been handed on to its end before it compresses,
+ * deletes or truncates it. A rotation by rename needs nothing more from the
+ * tails: they follow rename-and-create and copytruncate on their own.
+ */
+static bool rot_fully_read(void *ctx, dev_t dev, ino_t ino, uint64_t size, uint64_t *read)
+{
+	const struct run *r = ctx;
+	uint64_t off;
+	for (size_t i = 0; i < r->ntails; i++)
+		if (ingest_tail_position(r->tails[i], (uint64_t)dev, (uint64_t)ino, &off) == 0) {
+			*read = off;
+			return off >= size;
+		}
+	return true; /* not followed */
+}
+
+static int start_rotator(struct run *r)
+{
+	const struct config *cfg = r->rt.cfg;
+	if (cfg->nrotate == 0)
+		return 0;
+	struct rotate_opts o = { .interval_us = cfg->rotate_interval_us };
+	struct rotate_hooks h = { .fully_read = rot_fully_read, .ctx = r };
+	int err = 0;
+	r->rot = rotate_new(r->loop, cfg->rotate, cfg->nrotate, &o, &h, &err);
+	if (!r->rot) {
+		kl_log(KL_LOG_ERROR, "run: cannot start the rotator: %s", strerror(-err));
+		return -1;
+	}
+	char iv[32];
+	kl_format_duration(cfg->rotate_interval_us, iv);
+	kl_log(KL_LOG_INFO, "run: rotator: %zu rule(s), a scan every %s", cfg->nrotate, iv);
+	return 0;
+}
+
 static void watch(struct run *r)
 {
 	double interval = (double)r->rt.cfg->eval_interval_us / 1e6;
@@ -487,6 +526,8 @@ int cmd_run(int argc, char **argv)
 	r.ckpt_data = NULL;
 	memset(r.ckpt_sec, 0, r.rt.cfg->nsources * sizeof *r.ckpt_sec);
 	watch(&r);
+	if (start_rotator(&r) < 0)
+		goto out;
 	kl_log(KL_LOG_INFO, "run: %zu source(s), %zu rule(s) from %s", r.rt.cfg->nsources,
 	       rules_count(r.rt.rules), path);
 	ev_run(r.loop, 0);
@@ -503,6 +544,7 @@ out:
 	if (status == EXIT_OK)
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
+	rotate_free(r.rot); /* before the tails its hook reads */
 	for (size_t i = 0; i < r.ntails; i++)
 		ingest_tail_free(r.tails[i]);
 	free(r.tails);

@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <glob.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #define MAX_PARSERS    256
 #define MAX_SINKS      64
 #define MAX_RULE_FILES 4096
+#define MAX_ROTATE     256
 #define MAX_LINE_MIN   (UINT64_C(1) << 10)
 #define MAX_LINE_MAX   (UINT64_C(64) << 20)
 #define MAX_LINE_DEF   ((size_t)64 << 10)
@@ -1685,6 +1687,208 @@ static void load_external_url(struct ctx *x, const struct kl_ynode *v)
 	x->c->external_url = url;
 }
 
+/* ------------------------------------------------------------------------- */
+/* rotate */
+
+static const char *const rotate_keys[] = { "path", "compress_after", "delete_after", "max_size",
+					   "max_age", "method", "keep", "dateext", "level",
+					   "min_size", "signal", "allow_unsafe_dir", NULL };
+
+/* A size of at least min bytes; false after reporting. */
+static bool get_size(struct ctx *x, const struct kl_ynode *v, const char *key, uint64_t min,
+		     uint64_t *out)
+{
+	const char *s = get_str(x, v, "a size", key);
+	char shown[96];
+	if (!s)
+		return false;
+	if (kl_parse_size(s, strlen(s), out) < 0) {
+		config_error(x, v,
+			     "invalid size '%s' for '%s'; expected a number of bytes with an optional "
+			     "unit: B, KB, MB, GB, KiB, MiB, GiB (e.g. 500MB)",
+			     show(v, shown, sizeof shown), key);
+		return false;
+	}
+	if (*out < min) {
+		config_error(x, v, "'%s' must be at least %llu bytes", key, (unsigned long long)min);
+		return false;
+	}
+	return true;
+}
+
+/* An integer in [lo, hi]; false after reporting. */
+static bool get_int(struct ctx *x, const struct kl_ynode *v, const char *key, int64_t lo,
+		    int64_t hi, int64_t *out)
+{
+	const char *s = get_str(x, v, "a number", key);
+	char shown[96];
+	if (!s)
+		return false;
+	if (kl_parse_i64(s, strlen(s), out) < 0 || *out < lo || *out > hi) {
+		config_error(x, v, "invalid value '%s' for '%s'; expected a whole number from %lld to %lld",
+			     show(v, shown, sizeof shown), key, (long long)lo, (long long)hi);
+		return false;
+	}
+	return true;
+}
+
+/* signal: {pidfile: PATH, sig: USR1} */
+static void rotate_signal(struct ctx *x, struct rotate_rule *r, const struct kl_ynode *v)
+{
+	static const char *const keys[] = { "pidfile", "sig", NULL };
+	char shown[96];
+	if (!want_map(x, v, "signal"))
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct kl_ynode *val = v->items[i];
+		switch (known_key(x, v->keys[i], keys, " in 'signal'")) {
+		case 0:
+			free((char *)r->pidfile);
+			r->pidfile = dup_str(x, val, "a path", "pidfile");
+			break;
+		case 1: {
+			const char *s = get_str(x, val, "a signal name", "sig");
+			int sig = s ? rotate_signal_parse(s) : -EINVAL;
+			if (s && sig < 0)
+				config_error(x, val,
+					     "unknown signal '%s' for 'sig'; expected one of: USR1, "
+					     "USR2, HUP, INT, TERM, WINCH",
+					     show(val, shown, sizeof shown));
+			else if (s)
+				r->sig = sig;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	if (!kl_ymap_get(v, "pidfile"))
+		config_error(x, v,
+			     "'signal' needs 'pidfile' (the file holding the process id of the writer "
+			     "to signal, e.g. /run/nginx.pid)");
+}
+
+/* Fills r (zeroed, in c->rotate). */
+static void load_rotate_entry(struct ctx *x, struct rotate_rule *r, const struct kl_ynode *item)
+{
+	char shown[96];
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'rotate', found %s",
+			     kind(item));
+		return;
+	}
+	*r = (struct rotate_rule){ .compress_after_us = -1, .delete_after_us = -1,
+				   .max_age_us = -1, .keep = -1, .level = 6, .sig = SIGUSR1 };
+	const struct kl_ynode *path_node = kl_ymap_get(item, "path");
+	const char *where = path_node && path_node->type == KL_Y_SCALAR ? path_node->str : NULL;
+	char wbuf[160];
+	snprintf(wbuf, sizeof wbuf, " in rotate entry '%s'", where ? show(path_node, shown, sizeof shown) : "?");
+	for (size_t i = 0; i < item->n; i++) {
+		const struct kl_ynode *k = item->keys[i], *v = item->items[i];
+		int64_t n;
+		bool b;
+		switch (known_key(x, k, rotate_keys, wbuf)) {
+		case 0:
+			r->path = dup_str(x, v, "a path or glob", "path");
+			if (r->path) {
+				const char *why;
+				if (rotate_rule_check(r, &why) < 0)
+					config_error(x, v, "rotate path '%s': %s", show(v, shown, sizeof shown),
+						     why);
+			}
+			break;
+		case 1: get_duration(x, v, "compress_after", &r->compress_after_us); break;
+		case 2: get_duration(x, v, "delete_after", &r->delete_after_us); break;
+		case 3: get_size(x, v, "max_size", 1, &r->max_size); break;
+		case 4: get_positive_duration(x, v, "max_age", &r->max_age_us); break;
+		case 5: {
+			const char *s = get_str(x, v, "'rename' or 'copytruncate'", "method");
+			if (s && !strcmp(s, "rename"))
+				r->method = ROTATE_RENAME;
+			else if (s && !strcmp(s, "copytruncate"))
+				r->method = ROTATE_COPYTRUNCATE;
+			else if (s)
+				config_error(x, v,
+					     "invalid method '%s'; expected 'rename' or 'copytruncate'",
+					     show(v, shown, sizeof shown));
+			break;
+		}
+		case 6:
+			if (get_int(x, v, "keep", 0, 100000, &n))
+				r->keep = (int)n;
+			break;
+		case 7:
+			if (get_bool(x, v, "dateext", &b))
+				r->dateext = b;
+			break;
+		case 8:
+			if (get_int(x, v, "level", 1, 9, &n))
+				r->level = (int)n;
+			break;
+		case 9: get_size(x, v, "min_size", 0, &r->min_size); break;
+		case 10: rotate_signal(x, r, v); break;
+		case 11:
+			if (get_bool(x, v, "allow_unsafe_dir", &b))
+				r->allow_unsafe_dir = b;
+			break;
+		default:
+			break;
+		}
+	}
+	if (!path_node) {
+		config_error(x, item, "rotate entry is missing 'path' (the files it applies to)");
+		return;
+	}
+	bool live = kl_ymap_get(item, "max_size") || kl_ymap_get(item, "max_age");
+	static const char *const live_only[] = { "method", "keep", "dateext", "signal" };
+	for (size_t i = 0; i < KL_ARRAY_LEN(live_only) && !live; i++) {
+		const struct kl_ynode *at = kl_ymap_get(item, live_only[i]);
+		if (at)
+			config_error(x, at,
+				     "'%s' applies to the rotation of live files: set 'max_size' or "
+				     "'max_age' too",
+				     live_only[i]);
+	}
+	const struct kl_ynode *sig = kl_ymap_get(item, "signal");
+	if (sig && live && r->method == ROTATE_COPYTRUNCATE)
+		config_error(x, sig,
+			     "'signal' goes with method 'rename' (a copytruncate leaves the writer's "
+			     "file in place: nothing to reopen)");
+	if (!live && !kl_ymap_get(item, "compress_after") && !kl_ymap_get(item, "delete_after"))
+		config_error(x, item,
+			     "rotate entry '%s' does nothing: set compress_after, delete_after, "
+			     "max_size or max_age",
+			     show(path_node, shown, sizeof shown));
+}
+
+static void load_rotate(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "rotate"))
+		return;
+	size_t n = list_len(v);
+	if (n == 0)
+		return;
+	if (n > MAX_ROTATE) {
+		config_error(x, v, "too many rotate entries (%zu); at most %d", n, MAX_ROTATE);
+		return;
+	}
+	c->rotate = calloc(n, sizeof *c->rotate);
+	if (!c->rotate) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		c->nrotate++;
+		load_rotate_entry(x, &c->rotate[i], v->items[i]);
+	}
+}
+
+static void load_rotate_interval(struct ctx *x, const struct kl_ynode *v)
+{
+	get_positive_duration(x, v, "rotate_interval", &x->c->rotate_interval_us);
+}
+
 /* The sinks stage's view of the config (pointers into it). */
 static int build_sinks_spec(struct config *c)
 {
@@ -1735,15 +1939,16 @@ static int build_sinks_spec(struct config *c)
 
 static const char *const top_keys[] = { "state_dir", "listen",	"eval_interval", "rule_files",
 					"sources",   "parsers", "sinks",	 "routes",
-					"notify",    "inhibit", "external_url",	 "redis",
-					"probes",    "rotate",	NULL };
-enum { FIRST_RESERVED = 11 };
+					"notify",    "inhibit", "external_url",	 "rotate",
+					"rotate_interval", "redis", "probes",	NULL };
+enum { FIRST_RESERVED = 13 };
 
 static int set_defaults(struct config *c)
 {
 	c->state_dir = kl_strndup("/var/lib/klaxon", strlen("/var/lib/klaxon"));
 	c->listen = kl_strndup("127.0.0.1:9731", strlen("127.0.0.1:9731"));
 	c->eval_interval_us = 1000000;
+	c->rotate_interval_us = 60000000;
 	notify_spec_defaults(&c->notify);
 	return c->state_dir && c->listen ? 0 : -ENOMEM;
 }
@@ -1793,6 +1998,8 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 			break;
 		case 9: load_inhibits(x, v); break;
 		case 10: load_external_url(x, v); break;
+		case 11: load_rotate(x, v); break;
+		case 12: load_rotate_interval(x, v); break;
 		default:
 			if (k >= FIRST_RESERVED)
 				kl_log(KL_LOG_WARN,
@@ -1937,6 +2144,11 @@ void config_free(struct config *c)
 	}
 	free(c->inhibits);
 	free(c->external_url);
+	for (size_t i = 0; i < c->nrotate; i++) {
+		free((char *)c->rotate[i].path);
+		free((char *)c->rotate[i].pidfile);
+	}
+	free(c->rotate);
 	free(c->sink_specs);
 	free(c->route_specs);
 	free(c->inhibit_specs);

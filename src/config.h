@@ -17,6 +17,7 @@
 
 #include "common/kl.h"
 #include "parsers/parsers.h"
+#include "rotate/rotate.h"
 #include "sinks/sinks.h"
 
 struct config_parser {
@@ -103,6 +104,10 @@ struct config {
 	struct config_inhibit *inhibits;
 	size_t ninhibits;
 	char *external_url;
+	/* `rotate:` entries; path and pidfile are owned by the config. */
+	struct rotate_rule *rotate;
+	size_t nrotate;
+	int64_t rotate_interval_us; /* default 1m */
 	/* The view of the above that the sinks stage takes (built at load). */
 	struct sinks_spec sinks_spec;
 	struct sink_spec *sink_specs;

@@ -19,7 +19,7 @@
 static const char usage[] =
 	"usage: klaxon COMMAND [OPTIONS]\n"
 	"\n"
-	"  run    [-c FILE]                   tail, evaluate, notify; until SIGTERM (SIGHUP reloads rules)\n"
+	"  run    [-c FILE]                   tail, evaluate, notify, rotate; until SIGTERM (SIGHUP reloads rules)\n"
 	"  check  [-c FILE]                   validate the config and every rule file; exit 0 or 1\n"
 	"  replay [-c FILE] [--source NAME=PATH ...]\n"
 	"                                     evaluate the rules over existing files (plain or .gz)\n"
@@ -28,6 +28,8 @@ static const char usage[] =
 	"                                     print the parsed events as JSON lines\n"
 	"  silence add --match NAME=VALUE --for DURATION [--comment TEXT] | list | expire ID\n"
 	"                                     mute notifications; a running klaxon applies it at once\n"
+	"  rotate [-c FILE] [--dry-run]       one pass of the rotator (compress, delete, rotate);\n"
+	"                                     prints each action it takes, or would take\n"
 	"\n"
 	"The config is -c FILE, else $KLAXON_CONFIG, else ./klaxon.yml, else /etc/klaxon/klaxon.yml.\n"
 	"  -h, --help       this text\n"
@@ -68,11 +70,12 @@ int main(int argc, char **argv)
 		{ "parse", cmd_parse },
 		{ "check", cmd_check },
 		{ "silence", cmd_silence },
+		{ "rotate", cmd_rotate },
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (!strcmp(cmd, cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);
-	if (!strcmp(cmd, "test") || !strcmp(cmd, "rotate")) {
+	if (!strcmp(cmd, "test")) {
 		fprintf(stderr, "klaxon: '%s' is not available in this version\n", cmd);
 		return EXIT_USAGE;
 	}

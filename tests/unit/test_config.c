@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -367,7 +368,7 @@ static void test_top_level(void **state)
 		      "soruces: []\n",
 		      "2:1: unknown key 'soruces'; expected one of: state_dir, listen, "
 		      "eval_interval, rule_files, sources, parsers, sinks, routes, notify, inhibit, "
-		      "external_url, redis, probes, rotate\n");
+		      "external_url, rotate, rotate_interval, redis, probes\n");
 	expect_errors(f, "- a\n- b\n", "1:1: expected a mapping at the top level, found a list\n");
 	expect_errors(f, "just text\n",
 		      "1:1: expected a mapping at the top level, found a scalar\n");
@@ -418,7 +419,8 @@ static void load_reserved(struct fx *f)
 	config_free(c);
 }
 
-/* redis, probes and rotate are later issues: warned about and ignored */
+/* redis and probes are later issues: warned about and ignored (rotate is
+ * not any more) */
 static void test_reserved(void **state)
 {
 	struct fx *f = *state;
@@ -426,8 +428,7 @@ static void test_reserved(void **state)
 	assert_string_equal(
 		err,
 		"klaxon: warning: config: 'redis' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'probes' is not implemented in this version and is ignored\n"
-		"klaxon: warning: config: 'rotate' is not implemented in this version and is "
+		"klaxon: warning: config: 'probes' is not implemented in this version and is "
 		"ignored\n");
 	free(err);
 }
@@ -1324,6 +1325,126 @@ static void test_load_mem(void **state)
 	kl_buf_free(&name);
 }
 
+/* ------------------------------------------------------------------------- */
+/* rotate */
+
+static void test_rotate_config(void **state)
+{
+	struct fx *f = *state;
+	struct config *c;
+	expect_ok(f,
+		  "rotate_interval: 30s\n"
+		  "rotate:\n"
+		  "  - {path: '/var/log/nginx/*.log.*', compress_after: 7d, delete_after: 30d}\n"
+		  "  - path: /var/log/nginx/access.log\n"
+		  "    max_size: 500MB\n"
+		  "    method: copytruncate\n"
+		  "    keep: 0\n"
+		  "  - path: /var/log/app/app.log\n"
+		  "    max_age: 1d\n"
+		  "    min_size: 1KiB\n"
+		  "    keep: 14\n"
+		  "    dateext: true\n"
+		  "    level: 9\n"
+		  "    compress_after: 0s\n"
+		  "    signal: {pidfile: /run/app.pid, sig: HUP}\n"
+		  "    allow_unsafe_dir: yes\n",
+		  &c);
+	assert_int_equal(c->rotate_interval_us, 30000000);
+	assert_int_equal(c->nrotate, 3);
+	const struct rotate_rule *r = c->rotate;
+	assert_string_equal(r[0].path, "/var/log/nginx/*.log.*");
+	assert_int_equal(r[0].compress_after_us, 7 * 86400 * INT64_C(1000000));
+	assert_int_equal(r[0].delete_after_us, 30 * 86400 * INT64_C(1000000));
+	assert_int_equal(r[0].max_size, 0);
+	assert_int_equal(r[0].max_age_us, -1);
+	assert_int_equal(r[0].keep, -1);
+	assert_int_equal(r[0].level, 6);
+	assert_null(r[0].pidfile);
+	assert_int_equal(r[1].max_size, 500000000);
+	assert_int_equal(r[1].method, ROTATE_COPYTRUNCATE);
+	assert_int_equal(r[1].keep, 0);
+	assert_int_equal(r[1].compress_after_us, -1);
+	assert_int_equal(r[2].max_age_us, 86400 * INT64_C(1000000));
+	assert_int_equal(r[2].min_size, 1024);
+	assert_int_equal(r[2].keep, 14);
+	assert_true(r[2].dateext);
+	assert_int_equal(r[2].level, 9);
+	assert_int_equal(r[2].compress_after_us, 0);
+	assert_string_equal(r[2].pidfile, "/run/app.pid");
+	assert_int_equal(r[2].sig, SIGHUP);
+	assert_true(r[2].allow_unsafe_dir);
+	assert_int_equal(r[2].method, ROTATE_RENAME);
+	config_free(c);
+
+	expect_ok(f, "state_dir: /x\n", &c);
+	assert_int_equal(c->rotate_interval_us, 60000000);
+	assert_int_equal(c->nrotate, 0);
+	config_free(c);
+}
+
+static void test_rotate_errors(void **state)
+{
+	struct fx *f = *state;
+	expect_errors(f, "rotate:\n  - {path: /l/*.log, compres_after: 7d}\n",
+		      "2:22: unknown key 'compres_after' in rotate entry '/l/*.log'; expected one "
+		      "of: path, compress_after, delete_after, max_size, max_age, method, keep, "
+		      "dateext, level, min_size, signal, allow_unsafe_dir\n"
+		      "2:5: rotate entry '/l/*.log' does nothing: set compress_after, delete_after, "
+		      "max_size or max_age\n");
+	expect_errors(f, "rotate:\n  - {path: /l/*.log, compress_after: 7days}\n",
+		      "2:38: invalid duration '7days' for 'compress_after'; expected a number with a "
+		      "unit: us, ms, s, m, h, d, w (e.g. 30s, 5m, 4h)\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 5 parsecs}\n",
+		      "2:32: invalid size '5 parsecs' for 'max_size'; expected a number of bytes "
+		      "with an optional unit: B, KB, MB, GB, KiB, MiB, GiB (e.g. 500MB)\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 0}\n",
+		      "2:32: 'max_size' must be at least 1 bytes\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 1MB, method: move}\n",
+		      "2:45: invalid method 'move'; expected 'rename' or 'copytruncate'\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 1MB, keep: -1}\n",
+		      "2:43: invalid value '-1' for 'keep'; expected a whole number from 0 to "
+		      "100000\n");
+	expect_errors(f, "rotate:\n  - {path: /l/*.gz, delete_after: 1d, level: 10}\n",
+		      "2:46: invalid value '10' for 'level'; expected a whole number from 1 to 9\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_age: 0s}\n",
+		      "2:31: 'max_age' must be more than 0\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 1MB, signal: {sig: USR1}}\n",
+		      "2:45: 'signal' needs 'pidfile' (the file holding the process id of the writer "
+		      "to signal, e.g. /run/nginx.pid)\n");
+	expect_errors(f,
+		      "rotate:\n  - {path: /l/a.log, max_size: 1MB, signal: {pidfile: /p, sig: KILL}}\n",
+		      "2:64: unknown signal 'KILL' for 'sig'; expected one of: USR1, USR2, HUP, INT, "
+		      "TERM, WINCH\n");
+	expect_errors(f,
+		      "rotate:\n"
+		      "  - {path: /l/a.log, max_size: 1MB, method: copytruncate, signal: {pidfile: /p}}\n",
+		      "2:67: 'signal' goes with method 'rename' (a copytruncate leaves the writer's "
+		      "file in place: nothing to reopen)\n");
+	expect_errors(f, "rotate:\n  - {path: /l/*.log, delete_after: 1d, keep: 3, dateext: true}\n",
+		      "2:46: 'keep' applies to the rotation of live files: set 'max_size' or "
+		      "'max_age' too\n"
+		      "2:58: 'dateext' applies to the rotation of live files: set 'max_size' or "
+		      "'max_age' too\n");
+	expect_errors(f, "rotate:\n  - {path: /var/log/../etc/*, delete_after: 1d}\n",
+		      "2:12: rotate path '/var/log/../etc/*': the path holds '..' (a rule stays "
+		      "inside the directory it names)\n");
+	expect_errors(f, "rotate:\n  - {path: '/var/*/a.log', delete_after: 1d}\n",
+		      "2:12: rotate path '/var/*/a.log': only the last component of the path may "
+		      "be a glob\n");
+	expect_errors(f, "rotate:\n  - {delete_after: 1d}\n",
+		      "2:5: rotate entry is missing 'path' (the files it applies to)\n");
+	expect_errors(f, "rotate:\n  - /var/log/*.log\n",
+		      "2:5: expected a mapping for each entry of 'rotate', found a scalar\n");
+	expect_errors(f, "rotate: {path: x}\n", "1:9: expected a list for 'rotate', found a mapping\n");
+	expect_errors(f, "rotate_interval: never\n",
+		      "1:18: invalid duration 'never' for 'rotate_interval'; expected a number with "
+		      "a unit: us, ms, s, m, h, d, w (e.g. 30s, 5m, 4h)\n");
+	expect_errors(f, "rotate_interval: 0s\n", "1:18: 'rotate_interval' must be more than 0\n");
+	expect_errors(f, "rotate:\n  - {path: /l/a.log, max_size: 1MB, dateext: maybe}\n",
+		      "2:46: invalid value 'maybe' for 'dateext'; expected true or false\n");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1332,6 +1453,8 @@ int main(void)
 		T(test_defaults),
 		T(test_env),
 		T(test_top_level),
+		T(test_rotate_config),
+		T(test_rotate_errors),
 		T(test_reserved),
 		T(test_rule_files),
 		T(test_rule_files_dir_metachars),
