@@ -163,6 +163,10 @@ struct ingest_tail_opts {
 	 * whole state ignored (check them first with ingest_tail_state_check). */
 	const char *state;
 	size_t state_len;
+	/* When the records were written (wall µs; 0: unknown). A rotated
+	 * sibling modified after it holds lines written since: it is read even
+	 * when none of the records could be located. */
+	int64_t state_time_us;
 };
 
 struct ingest_tail_cbs {

@@ -109,6 +109,7 @@ struct tfile {
 	bool checked;	      /* reconcile just ran check_content: read_cb need not */
 	bool err_logged;
 	bool warned_long; /* an over-long line was logged */
+	int64_t name_ok_us; /* wall time its name was last seen naming it */
 };
 
 /*
@@ -137,6 +138,7 @@ struct ingest_tail {
 	double stat_interval, glob_interval, rotate_wait;
 	bool from_beginning;
 	bool initial; /* the first scan: existing files start at their end */
+	int64_t state_time_us; /* opts.state_time_us */
 	char *rbuf;   /* chunk bytes; lines are views into it */
 
 	int ifd; /* inotify, or -1 */
@@ -403,16 +405,28 @@ static void read_error(struct tfile *f, const char *what, int e)
 	release_waiter(f);
 }
 
+/* Defined with the restore code, whose sibling search they share. */
+static bool drain_copy(struct tfile *f);
+static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino);
+
 static void truncated(struct tfile *f, uint64_t size)
 {
 	struct ingest_tail *t = f->t;
 	t->st.truncations++;
+	/* copytruncate: what we had not read yet is in the copy; read it there
+	 * first (the partial line too, whole), then this file from 0. */
+	bool copied = f->off > f->lines.len && drain_copy(f);
 	kl_log(KL_LOG_INFO,
 	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
-	       "reading it again from the start",
+	       "reading it again from the start%s",
 	       t->pattern, f->path, (unsigned long long)f->ino, (unsigned long long)size,
-	       (unsigned long long)f->off);
-	flush_pending(f);
+	       (unsigned long long)f->off, copied ? ", after the rest of its copy" : "");
+	if (copied) {
+		f->lines.len = 0;
+		f->lines.skipping = false;
+	} else {
+		flush_pending(f);
+	}
 	f->off = 0;
 	f->fp = fp_hash("", 0);
 	f->fp_len = 0;
@@ -604,6 +618,8 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		release_waiter(f);
 		return;
 	}
+	if (f->wait)
+		return; /* truncated, and its copy comes first */
 
 	ssize_t n = pread(f->fd, t->rbuf, t->chunk, (off_t)f->off);
 	if (n < 0) {
@@ -616,6 +632,15 @@ static void read_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (n == 0) {
 		f->at_eof = true;
 		release_waiter(f);
+		return;
+	}
+	/* Truncated (and rewritten) while we read, copytruncate racing us? Then
+	 * what we read may be new content at the old offset: drop it; the old
+	 * content's rest comes from the copy, the new from 0 (truncated()). */
+	uint64_t truncs = t->st.truncations;
+	(void)check_content(f);
+	if (t->st.truncations != truncs) {
+		schedule_read(f);
 		return;
 	}
 	uint64_t start = f->off;
@@ -716,6 +741,7 @@ static struct tfile *track(struct ingest_tail *t, int fd, const struct stat *st,
 	f->off = off;
 	f->draining = draining;
 	f->last_data = ev_now(t->loop);
+	f->name_ok_us = kl_wall_us();
 	ev_timer_init(&f->rd, read_cb, 0., 0.);
 	f->rd.data = f;
 	fp_check(f, (uint64_t)st->st_size);
@@ -728,14 +754,17 @@ static struct tfile *track(struct ingest_tail *t, int fd, const struct stat *st,
 	t->st.files_open++;
 	add_file_watch(f);
 
-	/* A draining file that had this name is read to its end first. */
+	/* The newest draining file that had this name (the last of a chain of
+	 * generations) is read to its end first. */
+	struct tfile *before = NULL;
 	for (struct tfile *o = t->files; o && !draining; o = o->next)
-		if (o != f && o->draining && !o->waiter && strcmp(o->path, path) == 0) {
-			o->waiter = f;
-			f->wait = o;
-			schedule_read(o);
-			break;
-		}
+		if (o != f && o->draining && !o->waiter && strcmp(o->path, path) == 0)
+			before = o;
+	if (before) {
+		before->waiter = f;
+		f->wait = before;
+		schedule_read(before);
+	}
 	if (f->off < (uint64_t)st->st_size || f->wait)
 		schedule_read(f);
 	return f;
@@ -915,11 +944,16 @@ static bool reconcile_file(struct tfile *f)
 	}
 
 	if (!f->draining) {
+		int64_t looked = kl_wall_us();
 		if (stat(f->path, &ps) < 0) {
 			if (errno == ENOENT || errno == ENOTDIR)
 				start_drain(f, "was deleted or renamed away");
+		} else if (ps.st_ino == f->ino && ps.st_dev == f->dev) {
+			f->name_ok_us = looked;
 		} else if (ps.st_ino != f->ino || ps.st_dev != f->dev) {
 			start_drain(f, "was rotated");
+			/* Generations that came and went since we last looked. */
+			follow_intermediates(f, ps.st_dev, ps.st_ino);
 			struct tfile *g = find_ino(t, ps.st_dev, ps.st_ino);
 			if (g)
 				rename_file(g, f->path); /* another followed file moved here */
@@ -1504,11 +1538,32 @@ static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, 
 	schedule_read(f);
 	t->st.rotations++;
 	kl_log(KL_LOG_INFO,
-	       "tail %s: \"%s\" was rotated while we were stopped; reading \"%s\"%s from %s%llu "
-	       "before what follows it",
-	       t->pattern, path, c->path, c->gz ? " (compressed)" : "",
-	       r ? "its checkpoint offset " : "", (unsigned long long)off);
+	       "tail %s: reading \"%s\"%s, a generation of \"%s\" not read to its end, from "
+	       "offset %llu, before what follows it",
+	       t->pattern, c->path, c->gz ? " (compressed)" : "", path, (unsigned long long)off);
 	return f;
+}
+
+/* Every record of path that moved away is among the siblings listed. */
+static bool all_located(const struct sib *sibs, size_t ns, const struct saved *v, size_t n,
+			const char *path)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct saved *r = &v[i];
+		bool found = false;
+		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
+			continue;
+		for (size_t k = 0; k < ns && !found; k++) {
+			int fd = open(sibs[k].path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+			if (fd < 0)
+				continue;
+			found = sib_rank(&sibs[k], fd, r) > 0;
+			close(fd);
+		}
+		if (!found)
+			return false;
+	}
+	return true;
 }
 
 static void restore_lost(struct ingest_tail *t, const struct saved *r, bool in_place_ino)
@@ -1521,6 +1576,107 @@ static void restore_lost(struct ingest_tail *t, const struct saved *r, bool in_p
 	       in_place_ino ? "truncated or rewritten" : "rotated or removed");
 }
 
+/* The file of f's name's copy: f truncated by copytruncate. Found among the
+ * siblings by f's first bytes (plain or compressed), it is read from where we
+ * were to its end, before f from 0. True if there is one with more to read. */
+static bool drain_copy(struct tfile *f)
+{
+	struct ingest_tail *t = f->t;
+	struct saved r = { .path = f->path, .dev = (uint64_t)f->dev, .ino = (uint64_t)f->ino,
+			   .off = f->off - f->lines.len, .fp = f->fp, .fp_len = f->fp_len,
+			   .skip = f->lines.skipping };
+	struct sib *sibs = NULL, *best = NULL;
+	size_t ns = 0;
+	if (f->gz || r.fp_len == 0 || list_siblings(t, f->path, f->dev, f->ino, &sibs, &ns) < 0)
+		return false;
+	for (size_t k = 0; k < ns; k++) {
+		struct sib *c = &sibs[k];
+		int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		/* The newest match: older generations may share first bytes. */
+		if (sib_rank(c, fd, &r) > 0 && (!best || by_mtime(c, best) > 0))
+			best = c;
+		close(fd);
+	}
+	struct tfile *copy = NULL;
+	if (best && (best->gz || best->size > r.off)) {
+		/* f waits for it: it is read before f's new content. */
+		copy = follow_sibling(t, best, f->path, &r, NULL);
+		if (copy) {
+			release_waiter(f);
+			f->waiter = NULL;
+			copy->waiter = f;
+			f->wait = copy;
+		}
+	}
+	free(sibs);
+	return copy != NULL;
+}
+
+/* A sibling holding a file we follow under the same name (compressed meanwhile,
+ * or copied): its first bytes are that file's. Not a generation of its own. */
+static bool copy_of_followed(struct ingest_tail *t, const struct sib *c, const char *path)
+{
+	int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	bool copy = false;
+	if (fd < 0)
+		return true; /* gone already: nothing to read */
+	for (struct tfile *o = t->files; o && !copy; o = o->next) {
+		struct saved r = { .fp = o->fp, .fp_len = o->fp_len };
+		copy = !o->gz && strcmp(o->path, path) == 0 && sib_rank(c, fd, &r) > 0;
+	}
+	close(fd);
+	return copy;
+}
+
+/*
+ * f's name names another file now: a generation that was under the name
+ * only between two of our looks (rotated again before we saw it) is among
+ * the siblings, modified since we last saw the name name f. Those are read
+ * after f, oldest first, each to its end; the file now under the name waits
+ * for the last (track()).
+ */
+static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
+{
+	struct ingest_tail *t = f->t;
+	struct sib *sibs = NULL;
+	size_t ns = 0;
+	if (list_siblings(t, f->path, cur_dev, cur_ino, &sibs, &ns) < 0)
+		return;
+	size_t keep = 0;
+	for (size_t k = 0; k < ns; k++) {
+		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
+		if (m > f->name_ok_us && !copy_of_followed(t, &sibs[k], f->path))
+			sibs[keep++] = sibs[k];
+	}
+	if (keep > 1)
+		qsort(sibs, keep, sizeof *sibs, by_mtime);
+	struct tfile *prev = f;
+	for (size_t k = 0; k < keep; k++) {
+		/* f's waiter (if any) moves to the end of the chain. */
+		struct tfile *w = prev->waiter;
+		if (w) {
+			prev->waiter = NULL;
+			w->wait = NULL;
+		}
+		struct tfile *g = follow_sibling(t, &sibs[k], f->path, NULL, prev);
+		if (!g) {
+			if (w) {
+				prev->waiter = w;
+				w->wait = prev;
+			}
+			continue;
+		}
+		if (w) {
+			g->waiter = w;
+			w->wait = g;
+		}
+		prev = g;
+	}
+	free(sibs);
+}
+
 /*
  * The saved records of path that are not at it any more: locate them among
  * its siblings, then read every sibling rotated since the oldest of them.
@@ -1530,9 +1686,17 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 {
 	struct sib *sibs = NULL;
 	size_t ns = 0;
-	int rc = list_siblings(t, path, cur_dev, cur_ino, &sibs, &ns);
-	if (rc < 0)
-		return rc;
+	int rc = 0;
+	/* A logrotate running now renames siblings under our feet (NAME.1 to
+	 * NAME.2 between readdir and open): list again while a record is not found. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		free(sibs);
+		sibs = NULL;
+		if ((rc = list_siblings(t, path, cur_dev, cur_ino, &sibs, &ns)) < 0)
+			return rc;
+		if (all_located(sibs, ns, v, n, path))
+			break;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct saved *r = &v[i];
 		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
@@ -1557,10 +1721,14 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	}
 	if (ns > 1)
 		qsort(sibs, ns, sizeof *sibs, by_mtime);
+	/* From the oldest located one, or the first modified after the records
+	 * were written (a generation filled while we were stopped). */
 	size_t first = ns;
-	for (size_t k = 0; k < ns && first == ns; k++)
-		if (sibs[k].rec)
+	for (size_t k = 0; k < ns && first == ns; k++) {
+		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
+		if (sibs[k].rec || (t->state_time_us > 0 && m > t->state_time_us))
 			first = k;
+	}
 	struct tfile *prev = NULL;
 	for (size_t k = first; k < ns; k++) {
 		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev);
@@ -1689,6 +1857,7 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 	t->ifd = -1;
 	t->cbs = *cbs;
 	t->from_beginning = opts->from_beginning;
+	t->state_time_us = opts->state_time_us;
 	t->max_line = opts->max_line ? opts->max_line : INGEST_DEFAULT_MAX_LINE;
 	t->chunk = opts->chunk ? opts->chunk : INGEST_DEFAULT_CHUNK;
 	t->stat_interval = interval_or(opts->stat_interval, 1.0);

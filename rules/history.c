@@ -274,7 +274,10 @@ int hist_decode(struct hist *h, const struct hist_shape *s, struct kl_rd *r)
 	h->newest = kl_rd_i64(r);
 	h->last_minute = kl_rd_i64(r);
 	unsigned used = (unsigned)kl_rd_count(r, s->nslots);
-	if (r->bad || (used && h->newest == INT64_MIN))
+	if (r->bad || (used && h->newest == INT64_MIN) || !state_time_ok(h->first_us) ||
+	    !state_time_ok(h->last_minute) ||
+	    (h->newest != INT64_MIN && (h->newest > STATE_TIME_MAX / s->slot_us ||
+					h->newest < -STATE_TIME_MAX / s->slot_us)))
 		goto bad;
 	for (unsigned n = 0; n < used; n++) {
 		unsigned age = (unsigned)kl_rd_count(r, s->nslots - 1);
@@ -451,13 +454,17 @@ int seen_decode(struct seen *s, struct kl_rd *r)
 	int64_t first = kl_rd_i64(r);
 	uint64_t forgotten = kl_rd_u64(r);
 	uint32_t n = (uint32_t)kl_rd_count(r, UINT32_MAX);
-	if (r->bad)
+	if (r->bad || !state_time_ok(first)) {
+		r->bad = true;
 		return -EINVAL;
+	}
 	for (uint32_t k = 0; k < n; k++) {
 		uint64_t key = kl_rd_u64(r);
 		int64_t t = kl_rd_i64(r);
-		if (r->bad)
+		if (r->bad || t == INT64_MIN || !state_time_ok(t)) {
+			r->bad = true;
 			return -EINVAL;
+		}
 		insert(s, key, t); /* past the cap the oldest go first, as live */
 	}
 	s->first_us = first;

@@ -1395,7 +1395,8 @@ static int restore_group(struct rule *r, struct group *g, struct kl_rd *rd)
 	g->state = (enum astate)st;
 	g->since_us = kl_rd_i64(rd);
 	g->false_since_us = kl_rd_i64(rd);
-	if (rd->bad)
+	if (rd->bad || g->since_us == INT64_MIN || !state_time_ok(g->since_us) ||
+	    g->false_since_us == INT64_MIN || !state_time_ok(g->false_since_us))
 		return -EINVAL;
 	int rc = window_decode(&g->w, &r->shape, rd);
 	for (size_t i = 0; i < r->expr.nhists && rc == 0; i++)
@@ -1452,7 +1453,8 @@ static int restore_all(struct rules_set *rs, struct kl_rd *rd, struct rules_rest
 {
 	int64_t now = kl_rd_i64(rd), tick = kl_rd_i64(rd);
 	size_t n = (size_t)kl_rd_count(rd, 1000000);
-	if (rd->bad)
+	if (rd->bad || now == INT64_MIN || tick == INT64_MIN || !state_time_ok(now) ||
+	    !state_time_ok(tick))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		struct rule *r = match_rule(rs, rd);

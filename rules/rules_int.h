@@ -100,6 +100,15 @@ struct node {
 	struct node *a, *b;
 };
 
+/* Instants read back from saved state are bounded (INT64_MIN aside, which
+ * means "unset"): a state with a valid checksum but absurd times must not
+ * make the arithmetic on them overflow. ±2^62 µs is ±146,000 years. */
+#define STATE_TIME_MAX (INT64_C(1) << 62)
+static inline bool state_time_ok(int64_t t)
+{
+	return t == INT64_MIN || (t >= -STATE_TIME_MAX && t <= STATE_TIME_MAX);
+}
+
 /* ---- histories: an aggregate's own past (history.c) ---------------------- */
 
 enum hist_kind { HIST_ZSCORE, HIST_BASELINE };

@@ -429,7 +429,9 @@ int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *
 	int64_t newest = kl_rd_i64(r);
 	unsigned used = (unsigned)kl_rd_count(r, s->nb);
 	int rc = 0;
-	if (r->bad || (used && newest == INT64_MIN))
+	if (r->bad || (used && newest == INT64_MIN) || (!used && newest != INT64_MIN) ||
+	    (newest != INT64_MIN && (newest > INT64_MAX / s->width_us ||
+				     newest < -(INT64_MAX / s->width_us))))
 		goto bad;
 	for (unsigned i = 0; i < used; i++) {
 		int64_t bucket = kl_rd_i64(r);

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ingest/ingest.h"
 #include "rotate/rotate.h"
@@ -77,6 +78,7 @@ struct run {
 	char *ckpt_path;
 	char *ckpt_data;	   /* as read at start; sections point into it */
 	struct kl_str *ckpt_sec;   /* per source: its records (p NULL: none) */
+	int64_t ckpt_time_us;	   /* when the checkpoint read at start was written */
 	struct kl_buf ckpt_last;   /* what was written last */
 	struct kl_buf ckpt_next;
 	bool ckpt_failing;	   /* the last write failed (logged once) */
@@ -265,6 +267,9 @@ static int ckpt_load(struct run *r)
 	r->ckpt_sec = calloc(n ? n : 1, sizeof *r->ckpt_sec);
 	if (!r->ckpt_sec)
 		return -ENOMEM;
+	struct stat st;
+	if (stat(r->ckpt_path, &st) == 0)
+		r->ckpt_time_us = (int64_t)st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
 	int rc = kl_read_file(r->ckpt_path, CHECKPOINT_MAX, &r->ckpt_data, &len);
 	if (rc == -ENOENT) {
 		kl_log(KL_LOG_INFO, "run: no checkpoint \"%s\" yet: a first start", r->ckpt_path);
@@ -428,6 +433,7 @@ static int start_tails(struct run *r)
 			.max_line = s->max_line,
 			.state = r->ckpt_sec[i].p,
 			.state_len = r->ckpt_sec[i].len,
+			.state_time_us = r->ckpt_time_us,
 		};
 		struct ingest_tail_cbs cbs = { on_line, on_batch, &r->ctxs[i] };
 		int err = 0;
