@@ -1372,6 +1372,7 @@ struct sib {
 	uint64_t size;
 	bool gz;
 	const struct saved *rec; /* the saved record located here, or NULL */
+	int fd;			 /* open since the listing: logrotate may rename it meanwhile */
 	int rank;		 /* 2: identity and content, 1: content only */
 };
 
@@ -1424,6 +1425,13 @@ static int sib_rank(const struct sib *c, int fd, const struct saved *r)
 	return r->fp_len > 0 ? 1 : 0;
 }
 
+static void sibs_free(struct sib *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(v[i].fd);
+	free(v);
+}
+
 /* The regular-file siblings of path, not followed already and not the file
  * now under the name (cur). A plain NAME.1 hides a NAME.1.gz being written
  * from it. Heap array in *out (free it), or -ENOMEM. */
@@ -1455,7 +1463,7 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 			struct sib *nv = realloc(v, c * sizeof *nv);
 			if (!nv) {
 				closedir(d);
-				free(v);
+				sibs_free(v, n);
 				return -ENOMEM;
 			}
 			v = nv;
@@ -1465,10 +1473,18 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		memset(c, 0, sizeof *c);
 		int w = snprintf(c->path, sizeof c->path, "%s/%s", dir, nm);
 		struct stat st;
-		if (w < 0 || (size_t)w >= sizeof c->path || lstat(c->path, &st) < 0 ||
-		    !S_ISREG(st.st_mode) || (st.st_dev == cur_dev && st.st_ino == cur_ino) ||
-		    find_ino(t, st.st_dev, st.st_ino))
+		/* Opened now, and known by this fd from here on: names shift under
+		 * a logrotate running meanwhile (NAME.1 becomes NAME.2). */
+		c->fd = w < 0 || (size_t)w >= sizeof c->path
+				? -1
+				: open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+		if (c->fd < 0)
 			continue;
+		if (fstat(c->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    (st.st_dev == cur_dev && st.st_ino == cur_ino) || find_ino(t, st.st_dev, st.st_ino)) {
+			close(c->fd);
+			continue;
+		}
 		c->dev = st.st_dev;
 		c->ino = st.st_ino;
 		c->mtime = st.st_mtim;
@@ -1484,10 +1500,12 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		for (size_t k = 0; v[i].gz && k < n && !dup; k++)
 			dup = k != i && !v[k].gz && strlen(v[k].path) == len - 3 &&
 			      memcmp(v[k].path, v[i].path, len - 3) == 0;
-		if (dup)
+		if (dup) {
+			close(v[i].fd);
 			v[i] = v[--n];
-		else
+		} else {
 			i++;
+		}
 	}
 	*out = v;
 	*nout = n;
@@ -1498,7 +1516,7 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, const char *path,
 				    const struct saved *r, struct tfile *prev)
 {
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	int fd = dup(c->fd);
 	struct stat st;
 	if (fd < 0)
 		return NULL;
@@ -1554,7 +1572,7 @@ static bool all_located(const struct sib *sibs, size_t ns, const struct saved *v
 		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
 			continue;
 		for (size_t k = 0; k < ns && !found; k++) {
-			int fd = open(sibs[k].path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+			int fd = dup(sibs[k].fd);
 			if (fd < 0)
 				continue;
 			found = sib_rank(&sibs[k], fd, r) > 0;
@@ -1591,7 +1609,7 @@ static bool drain_copy(struct tfile *f)
 		return false;
 	for (size_t k = 0; k < ns; k++) {
 		struct sib *c = &sibs[k];
-		int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+		int fd = dup(c->fd);
 		if (fd < 0)
 			continue;
 		/* The newest match: older generations may share first bytes. */
@@ -1610,7 +1628,7 @@ static bool drain_copy(struct tfile *f)
 			f->wait = copy;
 		}
 	}
-	free(sibs);
+	sibs_free(sibs, ns);
 	return copy != NULL;
 }
 
@@ -1618,7 +1636,7 @@ static bool drain_copy(struct tfile *f)
  * or copied): its first bytes are that file's. Not a generation of its own. */
 static bool copy_of_followed(struct ingest_tail *t, const struct sib *c, const char *path)
 {
-	int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	int fd = dup(c->fd);
 	bool copy = false;
 	if (fd < 0)
 		return true; /* gone already: nothing to read */
@@ -1649,6 +1667,8 @@ static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
 		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
 		if (m > f->name_ok_us && !copy_of_followed(t, &sibs[k], f->path))
 			sibs[keep++] = sibs[k];
+		else
+			close(sibs[k].fd);
 	}
 	if (keep > 1)
 		qsort(sibs, keep, sizeof *sibs, by_mtime);
@@ -1674,7 +1694,7 @@ static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
 		}
 		prev = g;
 	}
-	free(sibs);
+	sibs_free(sibs, keep);
 }
 
 /*
@@ -1690,8 +1710,9 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	/* A logrotate running now renames siblings under our feet (NAME.1 to
 	 * NAME.2 between readdir and open): list again while a record is not found. */
 	for (int attempt = 0; attempt < 3; attempt++) {
-		free(sibs);
+		sibs_free(sibs, ns);
 		sibs = NULL;
+		ns = 0;
 		if ((rc = list_siblings(t, path, cur_dev, cur_ino, &sibs, &ns)) < 0)
 			return rc;
 		if (all_located(sibs, ns, v, n, path))
@@ -1704,7 +1725,7 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		struct sib *best = NULL;
 		for (size_t k = 0; k < ns; k++) {
 			struct sib *c = &sibs[k];
-			int fd = open(c->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+			int fd = dup(c->fd);
 			if (fd < 0)
 				continue;
 			int rank = sib_rank(c, fd, r);
@@ -1735,7 +1756,7 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		if (f)
 			prev = f;
 	}
-	free(sibs);
+	sibs_free(sibs, ns);
 	return 0;
 }
 
