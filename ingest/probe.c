@@ -317,11 +317,17 @@ void probe_fail(struct ingest_probe *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	/* one line, printable: the message goes into JSON and chat messages */
-	for (char *c = msg; *c; c++)
-		if ((unsigned char)*c < 0x20)
-			*c = ' ';
-	size_t n = strlen(msg);
+	/* one line, printable, single spaces: the message goes into JSON and
+	 * chat messages (libpq's span lines, with two spaces after FATAL:) */
+	size_t o = 0;
+	for (size_t i = 0; msg[i]; i++) {
+		char c = (unsigned char)msg[i] < 0x20 ? ' ' : msg[i];
+		if (c == ' ' && (o == 0 || msg[o - 1] == ' '))
+			continue;
+		msg[o++] = c;
+	}
+	msg[o] = '\0';
+	size_t n = o;
 	while (n && msg[n - 1] == ' ')
 		msg[--n] = '\0';
 	probe_set(p, PF_UP, 0);
