@@ -872,10 +872,11 @@ static void test_backtracking_bounded(void **state)
 		bool by_limit; /* only the match limit bounds it (ingest/multiline.c sets one) */
 	} cases[] = {
 		{ P_PGBADGER, "2023-11-14 22:13:20 UTC [1]: [1-1] user=a,db=b,app=x,client=1.2.3.4 LOG:  statement: SELECT 1 -- ",
-		  ",client=", " LOG:  x" },
-		{ P_PGBADGER, "2023-11-14 22:13:20 UTC [1]: [1-1] user=a,db=b,app=", ",client=", " LOG:  x" },
-		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "@", "" },
-		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "a@", " LOG:  x" },
+		  ",client=", " LOG:  x", false },
+		{ P_PGBADGER, "2023-11-14 22:13:20 UTC [1]: [1-1] user=a,db=b,app=", ",client=", " LOG:  x",
+		  false },
+		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "@", "", false },
+		{ P_DEBIAN, "2023-11-14 22:13:20.123 UTC [1] ", "a@", " LOG:  x", false },
 		/* adjacent escapes cannot be told apart: only the limit bounds them */
 		{ "%a%i%b%u%d ", "", "a", "", true },
 	};
