@@ -1818,7 +1818,7 @@ static bool probe_target(struct ctx *x, struct config_probe *pr, int key,
 
 static void load_probe(struct ctx *x, struct config_probe *pr, const struct kl_ynode *item)
 {
-	const struct kl_ynode *kind_key = NULL, *interval = NULL, *timeout = NULL;
+	const struct kl_ynode *kind_key = NULL, *timeout = NULL;
 	const struct kl_ynode *tls = NULL, *ca = NULL;
 	char lb[96], where[128];
 
@@ -1842,7 +1842,6 @@ static void load_probe(struct ctx *x, struct config_probe *pr, const struct kl_y
 		case PK_NAME:
 			break;
 		case PK_INTERVAL:
-			interval = v;
 			if (!get_positive_duration(x, v, "interval", &pr->interval_us))
 				ok = false;
 			else if (pr->interval_us < PROBE_INTERVAL_MIN) {
@@ -1909,7 +1908,6 @@ static void load_probe(struct ctx *x, struct config_probe *pr, const struct kl_y
 			     tls ? "tls_verify" : "ca_file");
 		return;
 	}
-	(void)interval;
 	pr->parser = config_probe_parser(pr->kind, pr->name);
 	if (!pr->parser)
 		oom(x);
