@@ -15,6 +15,10 @@
  *    and hands out every complete line with the time it was read. Its
  *    position in every file can be saved (ingest_tail_save) and handed to the
  *    next run (ingest_tail_opts.state), which resumes there.
+ *  - ingest_probe: a check run on an interval on the loop (HTTP, TCP, disk,
+ *    PostgreSQL, Redis, host, newest file of a glob); each run hands out one
+ *    result, a short list of typed values in the kind's fixed field order,
+ *    never nothing: a check that fails or times out gives up = 0 and error.
  *
  * Lines never include their '\n' (a trailing '\r' is kept: it is data).
  */
@@ -244,5 +248,103 @@ int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line);
 int ingest_tail_position(const struct ingest_tail *t, uint64_t dev, uint64_t ino, uint64_t *off);
 int ingest_tail_record_position(const char *rec, size_t len, uint64_t dev, uint64_t ino,
 				uint64_t *off);
+
+/* ---------------------------------------------------------------------------
+ * Probes. A probe runs its check at once, then every interval; a check that
+ * has not finished after timeout is abandoned and reported as failed (a check
+ * still running when the next one is due makes that one wait: checks of one
+ * probe never overlap). Nothing blocks the loop: sockets (HTTP through
+ * libcurl's multi interface, PostgreSQL through libpq's non-blocking calls,
+ * Redis through hiredis's libev adapter, TCP connects) are watched with
+ * ev_io; host name lookups run on a short-lived helper thread; disk and host
+ * checks are a few small syscalls; the gzip integrity of the file probe is
+ * read in 1 MiB slices from an ev_idle watcher.
+ */
+enum ingest_probe_kind {
+	INGEST_PROBE_HTTP,
+	INGEST_PROBE_TCP,
+	INGEST_PROBE_DISK,
+	INGEST_PROBE_POSTGRES,
+	INGEST_PROBE_REDIS,
+	INGEST_PROBE_HOST,
+	INGEST_PROBE_FILE,
+};
+#define INGEST_PROBE_KINDS 7
+#define INGEST_PROBE_MAX_FIELDS 12
+
+/* "http" ... "file" → kind; 0 or -EINVAL. */
+int ingest_probe_kind_from_name(const char *name, enum ingest_probe_kind *out);
+const char *ingest_probe_kind_name(enum ingest_probe_kind k);
+
+enum ingest_probe_ftype {
+	INGEST_PF_NUMBER,  /* a number (percentages are 0..100) */
+	INGEST_PF_COUNT,   /* a whole number */
+	INGEST_PF_SECONDS, /* a duration in seconds */
+	INGEST_PF_STRING,
+};
+
+struct ingest_probe_field {
+	const char *name;
+	enum ingest_probe_ftype type;
+};
+
+/* The fields of a kind, in result order: always `up` (0/1) first and `error`
+ * (why the check failed; absent when up is 1) second. Static; *n set. */
+const struct ingest_probe_field *ingest_probe_fields(enum ingest_probe_kind k, size_t *n);
+
+struct ingest_probe_value {
+	bool set;	 /* false: absent in this result */
+	double num;	 /* numeric fields */
+	const char *str; /* string fields, NUL-terminated */
+};
+
+/* One check's outcome; valid only during the callback. */
+struct ingest_probe_result {
+	const char *name;		       /* the probe's */
+	enum ingest_probe_kind kind;
+	int64_t at_us;			       /* wall time the check ended */
+	const struct ingest_probe_value *values; /* n values, in ingest_probe_fields order */
+	size_t n;
+};
+
+typedef void (*ingest_probe_fn)(void *ctx, const struct ingest_probe_result *r);
+
+struct ingest_probe_opts {
+	const char *name;
+	enum ingest_probe_kind kind;
+	/* http: an http:// or https:// URL; tcp: HOST:PORT; disk: a path; postgres:
+	 * a libpq connection string (key=value or postgresql:// URI); redis:
+	 * redis://[:PASSWORD@]HOST[:PORT][/DB] or HOST:PORT; host: ignored; file:
+	 * a glob(7) pattern. Copied. */
+	const char *target;
+	int64_t interval_us; /* > 0 */
+	int64_t timeout_us;  /* > 0, at most interval_us */
+	bool tls_insecure;   /* http: do not verify the peer (tls_verify: false) */
+	const char *ca_file; /* http: CA bundle to verify with, or NULL; copied */
+	const char *root;    /* host: where /proc and /sys are ("" or NULL: "/"); tests */
+};
+
+/*
+ * Start a probe on loop; fn gets every result. NULL with *err = -EINVAL (a
+ * target this kind cannot use; checked first by ingest_probe_check_target)
+ * or -ENOMEM.
+ */
+struct ingest_probe *ingest_probe_new(struct ev_loop *loop, const struct ingest_probe_opts *o,
+				      ingest_probe_fn fn, void *ctx, int *err);
+/* Stop its watchers, abandon a check in flight (fn is not called). NULL ok. */
+void ingest_probe_free(struct ingest_probe *p);
+/* Whether target suits kind: 0, or -EINVAL with a message for the user in
+ * why ("expected HOST:PORT, e.g. db:5432"). Reads no file and resolves no
+ * name. */
+int ingest_probe_check_target(enum ingest_probe_kind k, const char *target, char *why,
+			      size_t whylen);
+
+struct ingest_probe_stats {
+	uint64_t checks;   /* results handed out */
+	uint64_t failures; /* with up = 0 */
+	uint64_t timeouts;
+	uint64_t delayed;  /* a check due while the previous one still ran */
+};
+void ingest_probe_get_stats(const struct ingest_probe *p, struct ingest_probe_stats *out);
 
 #endif

@@ -20,8 +20,9 @@ int cmd_check(int argc, char **argv)
 	struct runtime rt;
 	int rc = runtime_load(&rt, path, &d);
 	if (rc == 0)
-		fprintf(stderr, "klaxon: check: %s: %zu source(s), %zu rule(s) in %zu file(s): OK\n", path,
-			rt.cfg->nsources, rules_count(rt.rules), rt.cfg->nrule_files);
+		fprintf(stderr,
+			"klaxon: check: %s: %zu source(s), %zu probe(s), %zu rule(s) in %zu file(s): OK\n",
+			path, rt.cfg->nsources, rt.cfg->nprobes, rules_count(rt.rules), rt.cfg->nrule_files);
 	else
 		fprintf(stderr, "klaxon: check: %u problem(s)\n", d.errors ? d.errors : 1);
 	runtime_free(&rt);

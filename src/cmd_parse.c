@@ -128,6 +128,11 @@ int cmd_parse(int argc, char **argv)
 	if (runtime_load(&rt, path, &d) < 0)
 		goto out;
 	const struct config_source *s = config_source_by_name(rt.cfg, a.source);
+	if (!s && config_probe_by_name(rt.cfg, a.source)) {
+		fprintf(stderr, "klaxon parse: '%s' is a probe, not a log source: it has no lines to parse\n",
+			a.source);
+		goto out;
+	}
 	if (!s) {
 		fprintf(stderr, "klaxon parse: no source named '%s' in %s\n", a.source, path);
 		goto out;

@@ -176,6 +176,13 @@ static int gather(struct replay *rp, const struct args *a)
 	if (a->nfiles) {
 		for (size_t i = 0; i < a->nfiles; i++) {
 			const struct config_source *s = config_source_by_name(cfg, a->files[i].name);
+			if (!s && config_probe_by_name(cfg, a->files[i].name)) {
+				fprintf(stderr,
+					"klaxon replay: --source %s: '%s' is a probe: probes are live checks, "
+					"replay has no files for them\n",
+					a->files[i].name, a->files[i].name);
+				return -EINVAL;
+			}
 			if (!s) {
 				fprintf(stderr, "klaxon replay: --source %s: no source named '%s' in %s\n",
 					a->files[i].name, a->files[i].name, cfg->file);

@@ -5,7 +5,8 @@
  * the rules fed by it are evaluated at once (a page should not wait for a
  * tick), and a timer evaluates every rule each eval_interval (window expiry,
  * `for`, flatline). Signal watchers only record and break or reload on the
- * loop; nothing here blocks.
+ * loop; nothing here blocks. Each probe runs its checks on the same loop;
+ * a result is an event fed to the rules, which are evaluated at once.
  *
  * Checkpoint: state_dir/checkpoint holds the position of every followed file
  * of every source, so a restart resumes where the last run stopped:
@@ -63,9 +64,17 @@ struct tailctx {
 	bool holding;
 };
 
+struct probectx {
+	struct run *run;
+	unsigned probe;
+};
+
 struct run {
 	struct ev_loop *loop;
 	struct runtime rt;
+	struct ingest_probe **probes;
+	struct probectx *pctxs;
+	size_t nprobes;
 	struct ingest_tail **tails;
 	struct tailctx *ctxs;
 	size_t ntails;
@@ -485,6 +494,50 @@ static int start_rotator(struct run *r)
 	return 0;
 }
 
+static void on_probe(void *ctx, const struct ingest_probe_result *res)
+{
+	struct probectx *pc = ctx;
+	struct runtime *rt = &pc->run->rt;
+	runtime_probe(rt, pc->probe, res);
+	rules_eval(rt->rules, kl_wall_us(), runtime_transition, rt);
+	runtime_flush(rt);
+}
+
+static int start_probes(struct run *r)
+{
+	size_t n = r->rt.cfg->nprobes;
+	r->probes = calloc(n ? n : 1, sizeof *r->probes);
+	r->pctxs = calloc(n ? n : 1, sizeof *r->pctxs);
+	if (!r->probes || !r->pctxs)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct config_probe *pr = &r->rt.cfg->probes[i];
+		r->pctxs[i] = (struct probectx){ r, (unsigned)i };
+		struct ingest_probe_opts o = {
+			.name = pr->name,
+			.kind = pr->kind,
+			.target = pr->target,
+			.interval_us = pr->interval_us,
+			.timeout_us = pr->timeout_us,
+			.tls_insecure = pr->tls_insecure,
+			.ca_file = pr->ca_file,
+		};
+		int err = 0;
+		r->probes[i] = ingest_probe_new(r->loop, &o, on_probe, &r->pctxs[i], &err);
+		if (!r->probes[i]) {
+			kl_log(KL_LOG_ERROR, "probe '%s': cannot start it: %s (%s:%d:%d)", pr->name,
+			       err == -ENOMEM ? "out of memory" : "invalid target", r->rt.cfg->file,
+			       pr->line, pr->col);
+			return -1;
+		}
+		if (pr->tls_insecure)
+			kl_log(KL_LOG_WARN, "probe '%s': tls_verify is false: the certificate is not verified",
+			       pr->name);
+		r->nprobes++;
+	}
+	return 0;
+}
+
 static void watch(struct run *r)
 {
 	double interval = (double)r->rt.cfg->eval_interval_us / 1e6;
@@ -526,7 +579,7 @@ int cmd_run(int argc, char **argv)
 		kl_log(KL_LOG_ERROR, "run: no memory for the checkpoint");
 		goto out;
 	}
-	if (start_tails(&r) < 0)
+	if (start_tails(&r) < 0 || start_probes(&r) < 0)
 		goto out;
 	free(r.ckpt_data); /* the tails have read their sections */
 	r.ckpt_data = NULL;
@@ -534,8 +587,8 @@ int cmd_run(int argc, char **argv)
 	watch(&r);
 	if (start_rotator(&r) < 0)
 		goto out;
-	kl_log(KL_LOG_INFO, "run: %zu source(s), %zu rule(s) from %s", r.rt.cfg->nsources,
-	       rules_count(r.rt.rules), path);
+	kl_log(KL_LOG_INFO, "run: %zu source(s), %zu probe(s), %zu rule(s) from %s",
+	       r.rt.cfg->nsources, r.rt.cfg->nprobes, rules_count(r.rt.rules), path);
 	ev_run(r.loop, 0);
 	status = EXIT_OK;
 out:
@@ -551,6 +604,10 @@ out:
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
 	rotate_free(r.rot); /* before the tails its hook reads */
+	for (size_t i = 0; i < r.nprobes; i++)
+		ingest_probe_free(r.probes[i]);
+	free(r.probes);
+	free(r.pctxs);
 	for (size_t i = 0; i < r.ntails; i++)
 		ingest_tail_free(r.tails[i]);
 	free(r.tails);

@@ -36,6 +36,10 @@
 #include "ingest/ingest.h"
 
 #define MAX_SOURCES    1024
+#define MAX_PROBES     256
+#define PROBE_INTERVAL_MIN  100000 /* 100ms */
+#define PROBE_INTERVAL_DEF  30000000
+#define PROBE_TIMEOUT_DEF   5000000
 #define MAX_PARSERS    256
 #define MAX_SINKS      64
 #define MAX_RULE_FILES 4096
@@ -1934,14 +1938,245 @@ static int build_sinks_spec(struct config *c)
 	return 0;
 }
 
+
+/* ------------------------------------------------------------------------- */
+/* probes */
+
+static const char *const probe_keys[] = { "name",  "http",    "tcp",	    "disk",
+					  "postgres", "postgres_file", "redis", "host",
+					  "file",  "interval", "timeout",  "tls_verify",
+					  "ca_file", NULL };
+enum { PK_NAME, PK_HTTP, PK_TCP, PK_DISK, PK_POSTGRES, PK_POSTGRES_FILE, PK_REDIS, PK_HOST,
+       PK_FILE, PK_INTERVAL, PK_TIMEOUT, PK_TLS, PK_CA_FILE };
+
+struct parser *config_probe_parser(enum ingest_probe_kind kind, const char *name)
+{
+	size_t n;
+	const struct ingest_probe_field *f = ingest_probe_fields(kind, &n);
+	struct parser_field_spec types[INGEST_PROBE_MAX_FIELDS];
+	struct kl_buf re = { 0 };
+	char err[256];
+	int erroff;
+	if (!f || n > INGEST_PROBE_MAX_FIELDS)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (kl_buf_appendf(&re, "(?<%s>)", f[i].name) < 0) {
+			kl_buf_free(&re);
+			return NULL;
+		}
+		types[i].name = f[i].name;
+		types[i].type = f[i].type == INGEST_PF_STRING  ? PARSER_T_STRING :
+				f[i].type == INGEST_PF_COUNT   ? PARSER_T_INT :
+				f[i].type == INGEST_PF_SECONDS ? PARSER_T_SECONDS :
+								 PARSER_T_FLOAT;
+	}
+	struct parser_spec spec = { .name = name, .regex = re.p, .types = types, .ntypes = n };
+	struct parser *p = parser_new(&spec, err, sizeof err, &erroff);
+	kl_buf_free(&re);
+	return p;
+}
+
+/* The probe's kind key and its value; false after reporting. */
+static bool probe_target(struct ctx *x, struct config_probe *pr, int key,
+			 const struct kl_ynode *v, const char *lb)
+{
+	static const enum ingest_probe_kind of[] = {
+		[PK_HTTP] = INGEST_PROBE_HTTP,		[PK_TCP] = INGEST_PROBE_TCP,
+		[PK_DISK] = INGEST_PROBE_DISK,		[PK_POSTGRES] = INGEST_PROBE_POSTGRES,
+		[PK_POSTGRES_FILE] = INGEST_PROBE_POSTGRES, [PK_REDIS] = INGEST_PROBE_REDIS,
+		[PK_HOST] = INGEST_PROBE_HOST,		[PK_FILE] = INGEST_PROBE_FILE,
+	};
+	char why[160], shown[96];
+	pr->kind = of[key];
+	if (key == PK_HOST) {
+		bool on = false;
+		if (!get_bool(x, v, "host", &on))
+			return false;
+		if (!on) {
+			config_error(x, v, "%s: 'host' takes true (the host or container klaxon runs in)", lb);
+			return false;
+		}
+		pr->target = kl_strndup("", 0);
+		return pr->target != NULL;
+	}
+	if (key == PK_POSTGRES_FILE) {
+		pr->target = read_secret(x, v, "postgres_file");
+		return pr->target != NULL;
+	}
+	pr->target = dup_str(x, v, key == PK_HTTP ? "a URL" : key == PK_FILE ? "a path or glob" :
+				   key == PK_DISK ? "a path" : key == PK_POSTGRES ? "a connection string" :
+				   "HOST:PORT", probe_keys[key]);
+	if (!pr->target)
+		return false;
+	if (ingest_probe_check_target(pr->kind, pr->target, why, sizeof why) < 0) {
+		/* a connection string may hold a password: never shown */
+		if (key == PK_POSTGRES)
+			config_error(x, v, "%s: invalid connection string for 'postgres': %s", lb, why);
+		else
+			config_error(x, v, "%s: invalid value '%s' for '%s': %s", lb,
+				     show(v, shown, sizeof shown), probe_keys[key], why);
+		return false;
+	}
+	return true;
+}
+
+static void load_probe(struct ctx *x, struct config_probe *pr, const struct kl_ynode *item)
+{
+	const struct kl_ynode *kind_key = NULL, *timeout = NULL;
+	const struct kl_ynode *tls = NULL, *ca = NULL;
+	char lb[96], where[128];
+
+	if (item->type != KL_Y_MAP) {
+		config_error(x, item, "expected a mapping for each entry of 'probes', found %s",
+			     kind(item));
+		return;
+	}
+	pr->line = item->line;
+	pr->col = item->col;
+	pr->interval_us = PROBE_INTERVAL_DEF;
+	pr->timeout_us = -1;
+	pr->name = entry_name(x, item, "probe");
+	label(lb, sizeof lb, "probe", pr->name);
+	snprintf(where, sizeof where, " in %s", lb);
+	bool ok = pr->name != NULL;
+	for (size_t i = 0; i < item->n; i++) {
+		const struct kl_ynode *k = item->keys[i], *v = item->items[i];
+		int key = known_key(x, k, probe_keys, where);
+		switch (key) {
+		case PK_NAME:
+			break;
+		case PK_INTERVAL:
+			if (!get_positive_duration(x, v, "interval", &pr->interval_us))
+				ok = false;
+			else if (pr->interval_us < PROBE_INTERVAL_MIN) {
+				config_error(x, v, "%s: 'interval' must be at least 100ms", lb);
+				ok = false;
+			}
+			break;
+		case PK_TIMEOUT:
+			timeout = v;
+			ok &= get_positive_duration(x, v, "timeout", &pr->timeout_us);
+			break;
+		case PK_TLS: {
+			bool verify = true;
+			tls = v;
+			ok &= get_bool(x, v, "tls_verify", &verify);
+			pr->tls_insecure = !verify;
+			break;
+		}
+		case PK_CA_FILE:
+			ca = v;
+			pr->ca_file = dup_str(x, v, "a file path", "ca_file");
+			ok &= pr->ca_file != NULL;
+			break;
+		case -1:
+			ok = false;
+			break;
+		default: /* a kind */
+			if (kind_key) {
+				char first[96], second[96];
+				config_error(x, k,
+					     "%s has two kinds, '%s' (line %d) and '%s'; one probe checks one "
+					     "thing: make it two entries",
+					     lb, show(kind_key, first, sizeof first), kind_key->line,
+					     show(k, second, sizeof second));
+				ok = false;
+				break;
+			}
+			kind_key = k;
+			ok &= probe_target(x, pr, key, v, lb);
+			break;
+		}
+	}
+	if (!kind_key) {
+		config_error(x, item,
+			     "%s has no kind; expected one of: http, tcp, disk, postgres, "
+			     "postgres_file, redis, host, file (e.g. {name: web, http: "
+			     "'https://web:8000/healthz'})",
+			     lb);
+		return;
+	}
+	if (!ok)
+		return;
+	if (pr->timeout_us < 0) {
+		pr->timeout_us = PROBE_TIMEOUT_DEF < pr->interval_us ? PROBE_TIMEOUT_DEF : pr->interval_us;
+	} else if (pr->timeout_us > pr->interval_us) {
+		char t[32], iv[32];
+		kl_format_duration(pr->timeout_us, t);
+		kl_format_duration(pr->interval_us, iv);
+		config_error(x, timeout, "%s: 'timeout' (%s) is longer than 'interval' (%s)", lb, t, iv);
+		return;
+	}
+	if ((tls || ca) && pr->kind != INGEST_PROBE_HTTP) {
+		config_error(x, tls ? tls : ca, "%s: '%s' is only for http probes", lb,
+			     tls ? "tls_verify" : "ca_file");
+		return;
+	}
+	pr->parser = config_probe_parser(pr->kind, pr->name);
+	if (!pr->parser)
+		oom(x);
+}
+
+static void load_probes(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config *c = x->c;
+	if (!want_list(x, v, "probes"))
+		return;
+	size_t n = list_len(v);
+	if (n == 0)
+		return;
+	if (n > MAX_PROBES) {
+		config_error(x, v, "too many probes (%zu); at most %d", n, MAX_PROBES);
+		return;
+	}
+	c->probes = calloc(n, sizeof *c->probes);
+	if (!c->probes) {
+		oom(x);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		c->nprobes++;
+		load_probe(x, &c->probes[i], v->items[i]);
+	}
+}
+
+/* Probe names are source names to rules: unique among both. */
+static void check_probe_names(struct ctx *x, const struct kl_ynode *probes)
+{
+	struct config *c = x->c;
+	for (size_t i = 0; i < c->nprobes; i++) {
+		const struct config_probe *pr = &c->probes[i];
+		const struct kl_ynode *at = probes && probes->type == KL_Y_SEQ && i < probes->n
+						    ? kl_ymap_get(probes->items[i], "name")
+						    : NULL;
+		if (!pr->name)
+			continue;
+		const struct config_source *s = config_source_by_name(c, pr->name);
+		if (s) {
+			config_error(x, at,
+				     "probe name '%s' is also a source's (line %d); rules name both "
+				     "by `source:`, so each name must be unique",
+				     pr->name, s->line);
+			continue;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (c->probes[j].name && !strcmp(c->probes[j].name, pr->name)) {
+				config_error(x, at, "duplicate probe name '%s' (first at line %d)",
+					     pr->name, c->probes[j].line);
+				break;
+			}
+		}
+	}
+}
+
 /* ------------------------------------------------------------------------- */
 /* The whole file */
 
 static const char *const top_keys[] = { "state_dir", "listen",	"eval_interval", "rule_files",
 					"sources",   "parsers", "sinks",	 "routes",
 					"notify",    "inhibit", "external_url",	 "rotate",
-					"rotate_interval", "redis", "probes",	NULL };
-enum { FIRST_RESERVED = 13 };
+					"rotate_interval", "probes", "redis",	NULL };
+enum { FIRST_RESERVED = 14 };
 
 static int set_defaults(struct config *c)
 {
@@ -2000,6 +2235,7 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		case 10: load_external_url(x, v); break;
 		case 11: load_rotate(x, v); break;
 		case 12: load_rotate_interval(x, v); break;
+		case 13: load_probes(x, v); break;
 		default:
 			if (k >= FIRST_RESERVED)
 				kl_log(KL_LOG_WARN,
@@ -2009,6 +2245,7 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		}
 	}
 	resolve_parsers(x);
+	check_probe_names(x, kl_ymap_get(root, "probes"));
 	const struct kl_ynode *routes = kl_ymap_get(root, "routes");
 	if (routes && routes->type == KL_Y_SEQ)
 		check_routes(x, routes, kl_ymap_get(root, "sinks"));
@@ -2124,6 +2361,15 @@ void config_free(struct config *c)
 		free(c->sources[i].multiline.continuation);
 	}
 	free(c->sources);
+	for (size_t i = 0; i < c->nprobes; i++) {
+		free(c->probes[i].name);
+		if (c->probes[i].target) /* may be a connection string with a password */
+			memset(c->probes[i].target, 0, strlen(c->probes[i].target));
+		free(c->probes[i].target);
+		free(c->probes[i].ca_file);
+		parser_free(c->probes[i].parser);
+	}
+	free(c->probes);
 	for (size_t i = 0; i < c->nsinks; i++) {
 		free(c->sinks[i].name);
 		free(c->sinks[i].path);
@@ -2162,6 +2408,16 @@ const struct config_source *config_source_by_name(const struct config *c, const 
 	for (size_t i = 0; i < c->nsources; i++)
 		if (c->sources[i].name && strcmp(c->sources[i].name, name) == 0)
 			return &c->sources[i];
+	return NULL;
+}
+
+const struct config_probe *config_probe_by_name(const struct config *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->nprobes; i++)
+		if (c->probes[i].name && strcmp(c->probes[i].name, name) == 0)
+			return &c->probes[i];
 	return NULL;
 }
 

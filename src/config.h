@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/kl.h"
+#include "ingest/ingest.h"
 #include "parsers/parsers.h"
 #include "rotate/rotate.h"
 #include "sinks/sinks.h"
@@ -44,6 +45,22 @@ struct config_source {
 	bool from_beginning;	     /* `from: beginning|end`, default end */
 	size_t max_line;	     /* `max_line: 64KiB` */
 	struct config_multiline multiline;
+	int line, col;
+};
+
+/* A probe (`probes:`): a source whose events are its checks' results. */
+struct config_probe {
+	char *name;
+	enum ingest_probe_kind kind;
+	char *target;	     /* URL, HOST:PORT, path, glob, connection string (postgres:
+			      * may hold a password: never printed) */
+	int64_t interval_us; /* default 30s */
+	int64_t timeout_us;  /* default 5s, at most the interval */
+	bool tls_insecure;   /* http: `tls_verify: false` */
+	char *ca_file;	     /* http: `ca_file` */
+	/* The probe's fields as a parser (never used to parse), so that rules
+	 * resolve and type-check them like a log source's. Owned. */
+	struct parser *parser;
 	int line, col;
 };
 
@@ -96,6 +113,8 @@ struct config {
 	size_t nparsers;
 	struct config_source *sources;
 	size_t nsources;
+	struct config_probe *probes;
+	size_t nprobes;
 	struct config_sink *sinks; /* none configured: one stdout sink */
 	size_t nsinks;
 	struct config_route *routes;
@@ -131,5 +150,12 @@ int config_load_mem(const char *name, const char *data, size_t len, struct confi
 		    struct kl_diag *d);
 void config_free(struct config *c);
 const struct config_source *config_source_by_name(const struct config *c, const char *name);
+const struct config_probe *config_probe_by_name(const struct config *c, const char *name);
+/*
+ * The parser that stands for a probe kind's fields (see config_probe.parser):
+ * a regex of one empty named group per field, with the fields' types. NULL
+ * on allocation failure.
+ */
+struct parser *config_probe_parser(enum ingest_probe_kind kind, const char *name);
 
 #endif

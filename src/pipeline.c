@@ -13,7 +13,7 @@
 static struct rules_set *load_rules(struct runtime *rt, const struct config *cfg, struct kl_diag *d)
 {
 	struct rules_set *rs = rules_load((const char *const *)cfg->rule_files, cfg->nrule_files,
-					  rt->sources, cfg->nsources, d);
+					  rt->sources, rt->nall, d);
 	if (rs)
 		rules_set_eval_interval(rs, cfg->eval_interval_us);
 	return rs;
@@ -47,7 +47,8 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 	memset(rt, 0, sizeof *rt);
 	if (config_load(path, &rt->cfg, d) < 0)
 		return -EINVAL;
-	size_t n = rt->cfg->nsources;
+	size_t n = rt->cfg->nsources + rt->cfg->nprobes;
+	rt->nall = n;
 	rt->sources = calloc(n ? n : 1, sizeof *rt->sources);
 	rt->multiline = calloc(n ? n : 1, sizeof *rt->multiline);
 	rt->events = calloc(n ? n : 1, sizeof *rt->events);
@@ -56,12 +57,18 @@ int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 		kl_diag_error(d, path, 0, 0, "out of memory");
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < rt->cfg->nsources; i++) {
 		const struct config_source *s = &rt->cfg->sources[i];
 		rt->sources[i] = (struct rules_source){ s->name, s->parser };
 		parser_event_init(&rt->events[i], s->parser);
 		if (setup_multiline(rt, i, d) < 0)
 			return -EINVAL;
+	}
+	for (size_t i = 0; i < rt->cfg->nprobes; i++) {
+		const struct config_probe *pr = &rt->cfg->probes[i];
+		size_t k = rt->cfg->nsources + i;
+		rt->sources[k] = (struct rules_source){ pr->name, pr->parser };
+		parser_event_init(&rt->events[k], pr->parser);
 	}
 	rt->rules = load_rules(rt, rt->cfg, d);
 	return rt->rules ? 0 : -EINVAL;
@@ -147,6 +154,7 @@ void runtime_free(struct runtime *rt)
 	free(rt->sources);
 	free(rt->events);
 	free(rt->stats);
+	kl_buf_free(&rt->probe_text);
 	config_free(rt->cfg);
 	memset(rt, 0, sizeof *rt);
 }
@@ -156,7 +164,7 @@ void runtime_feed(struct runtime *rt, unsigned src)
 	struct parser_event *ev = &rt->events[src];
 	rt->stats[src].events++;
 	if (rt->event_sinks)
-		sinks_event(rt->sinks, rt->cfg->sources[src].name, ev);
+		sinks_event(rt->sinks, rt->sources[src].name, ev);
 	rules_feed(rt->rules, src, ev);
 }
 
@@ -180,6 +188,47 @@ int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len,
 	if (rc == 0)
 		runtime_feed(rt, src);
 	return rc;
+}
+
+void runtime_probe(struct runtime *rt, unsigned probe, const struct ingest_probe_result *r)
+{
+	unsigned src = (unsigned)rt->cfg->nsources + probe;
+	struct parser_event *ev = &rt->events[src];
+	size_t nf = parser_field_count(ev->parser);
+	size_t off[PARSER_MAX_FIELDS];
+	struct kl_buf *b = &rt->probe_text;
+
+	if (probe >= rt->cfg->nprobes)
+		return;
+	/* numbers as text too: `by` labels and string comparisons read the
+	 * text; their values are set exactly below */
+	kl_buf_reset(b);
+	for (size_t i = 0; i < nf && i < r->n; i++) {
+		off[i] = b->len;
+		if (r->values[i].set && !r->values[i].str &&
+		    kl_json_append_num(b, r->values[i].num) < 0) {
+			rt->stats[src].parse_errors++;
+			return;
+		}
+	}
+	ev->num_tried = ev->num_ok = ev->literal = 0;
+	for (size_t i = 0; i < nf; i++) {
+		const struct ingest_probe_value *v = i < r->n ? &r->values[i] : NULL;
+		if (!v || !v->set) {
+			ev->raw[i] = (struct kl_str){ NULL, 0 };
+		} else if (v->str) {
+			ev->raw[i] = (struct kl_str){ v->str, strlen(v->str) };
+		} else {
+			size_t end = i + 1 < nf && i + 1 < r->n ? off[i + 1] : b->len;
+			ev->raw[i] = (struct kl_str){ b->p + off[i], end - off[i] };
+			ev->num[i] = v->num;
+			ev->num_tried |= 1ull << i;
+			ev->num_ok |= 1ull << i;
+		}
+	}
+	ev->time_us = ev->read_us = r->at_us;
+	rt->stats[src].lines++;
+	runtime_feed(rt, src);
 }
 
 struct record_ctx {

@@ -2,8 +2,12 @@
  * pipeline.h — the wiring every command shares: config → parsers → rules →
  * sinks (private to the main program).
  *
- * A runtime owns the loaded config, the rule set compiled against its sources,
- * one reusable event per source, and the sinks. Feeding it a line parses it
+ * A runtime owns the loaded config, the rule set compiled against its sources
+ * and probes, one reusable event per source and per probe, and the sinks.
+ * Rules see a probe as one more source: index nsources + i is probe i, whose
+ * "parser" is the config's stand-in for its fields (config_probe_parser). A
+ * probe's result is turned into that event here (the ingest stage knows no
+ * parser) and goes straight to the rules. Feeding it a line parses it
  * with its source's parser, hands the event to the event sinks and the rules;
  * transitions the rules report go to the alert sinks. Nothing here knows
  * whether time comes from the wall clock (run) or from the events (replay).
@@ -29,7 +33,9 @@ struct source_stats {
 
 struct runtime {
 	struct config *cfg;
-	struct rules_source *sources; /* one per cfg->sources, for rules_load */
+	struct rules_source *sources; /* cfg->sources, then cfg->probes, for rules_load */
+	size_t nall;		      /* nsources + nprobes */
+	struct kl_buf probe_text;     /* the text of a probe result's numbers */
 	struct rules_set *rules;
 	struct sinks *sinks;
 	bool event_sinks;	    /* any sink wants events */
@@ -63,6 +69,9 @@ int runtime_line(struct runtime *rt, unsigned src, const char *line, size_t len,
  * parsed and fed at once.
  */
 void runtime_input(struct runtime *rt, unsigned src, const char *line, size_t len, int64_t read_us);
+/* A result of probe i (run): its event goes to the event sinks and the
+ * rules, as a parsed line would. */
+void runtime_probe(struct runtime *rt, unsigned probe, const struct ingest_probe_result *r);
 /* Hand out src's pending multi-line record (timeout, end of input). */
 void runtime_input_flush(struct runtime *rt, unsigned src);
 
