@@ -110,6 +110,7 @@ struct tfile {
 	bool err_logged;
 	bool warned_long; /* an over-long line was logged */
 	int64_t name_ok_us; /* wall time its name was last seen naming it */
+	int64_t content_ok_us; /* wall time its content was last seen unchanged */
 };
 
 /*
@@ -408,6 +409,8 @@ static void read_error(struct tfile *f, const char *what, int e)
 /* Defined with the restore code, whose sibling search they share. */
 static bool drain_copy(struct tfile *f);
 static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino);
+static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev, ino_t cur_ino,
+			 int64_t since_us, struct tfile *before, struct tfile *after);
 
 static void truncated(struct tfile *f, uint64_t size)
 {
@@ -416,6 +419,14 @@ static void truncated(struct tfile *f, uint64_t size)
 	/* copytruncate: what we had not read yet is in the copy; read it there
 	 * first (the partial line too, whole), then this file from 0. */
 	bool copied = f->off > f->lines.len && drain_copy(f);
+	/* Truncated more than once since we last saw its content: the copies
+	 * made in between come after that copy, before this file. */
+	struct tfile *copy = f->wait;
+	if (copy) {
+		copy->waiter = NULL;
+		f->wait = NULL;
+	}
+	follow_since(t, f->path, f->dev, f->ino, f->content_ok_us, copy, f);
 	kl_log(KL_LOG_INFO,
 	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
 	       "reading it again from the start%s",
@@ -449,8 +460,11 @@ static bool check_content(struct tfile *f)
 		return false;
 	}
 	uint64_t size = (uint64_t)fs.st_size;
+	int64_t looked = kl_wall_us();
 	if (size < f->off || (size > f->off && fp_check(f, size) == 1))
 		truncated(f, size);
+	else
+		f->content_ok_us = looked;
 	return size > f->off;
 }
 
@@ -741,7 +755,7 @@ static struct tfile *track(struct ingest_tail *t, int fd, const struct stat *st,
 	f->off = off;
 	f->draining = draining;
 	f->last_data = ev_now(t->loop);
-	f->name_ok_us = kl_wall_us();
+	f->name_ok_us = f->content_ok_us = kl_wall_us();
 	ev_timer_init(&f->rd, read_cb, 0., 0.);
 	f->rd.data = f;
 	fp_check(f, (uint64_t)st->st_size);
@@ -1657,44 +1671,48 @@ static bool copy_of_followed(struct ingest_tail *t, const struct sib *c, const c
  */
 static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
 {
-	struct ingest_tail *t = f->t;
+	/* f's waiter (if any) moves to the end of the chain. */
+	struct tfile *after = f->waiter;
+	if (after) {
+		f->waiter = NULL;
+		after->wait = NULL;
+	}
+	follow_since(f->t, f->path, cur_dev, cur_ino, f->name_ok_us, f, after);
+}
+
+/*
+ * The generations of name modified after since_us that we do not follow,
+ * read oldest first, each to its end: after `before` (if any), and before
+ * `after` (if any, which must not be waiting for anything).
+ */
+static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev, ino_t cur_ino,
+			 int64_t since_us, struct tfile *before, struct tfile *after)
+{
 	struct sib *sibs = NULL;
-	size_t ns = 0;
-	if (list_siblings(t, f->path, cur_dev, cur_ino, &sibs, &ns) < 0)
-		return;
-	size_t keep = 0;
-	for (size_t k = 0; k < ns; k++) {
-		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
-		if (m > f->name_ok_us && !copy_of_followed(t, &sibs[k], f->path))
-			sibs[keep++] = sibs[k];
-		else
-			close(sibs[k].fd);
+	size_t ns = 0, keep = 0;
+	struct tfile *prev = before;
+	if (list_siblings(t, name, cur_dev, cur_ino, &sibs, &ns) == 0) {
+		for (size_t k = 0; k < ns; k++) {
+			int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 +
+				    sibs[k].mtime.tv_nsec / 1000;
+			if (m > since_us && !copy_of_followed(t, &sibs[k], name))
+				sibs[keep++] = sibs[k];
+			else
+				close(sibs[k].fd);
+		}
+		if (keep > 1)
+			qsort(sibs, keep, sizeof *sibs, by_mtime);
+		for (size_t k = 0; k < keep; k++) {
+			struct tfile *g = follow_sibling(t, &sibs[k], name, NULL, prev);
+			if (g)
+				prev = g;
+		}
+		sibs_free(sibs, keep);
 	}
-	if (keep > 1)
-		qsort(sibs, keep, sizeof *sibs, by_mtime);
-	struct tfile *prev = f;
-	for (size_t k = 0; k < keep; k++) {
-		/* f's waiter (if any) moves to the end of the chain. */
-		struct tfile *w = prev->waiter;
-		if (w) {
-			prev->waiter = NULL;
-			w->wait = NULL;
-		}
-		struct tfile *g = follow_sibling(t, &sibs[k], f->path, NULL, prev);
-		if (!g) {
-			if (w) {
-				prev->waiter = w;
-				w->wait = prev;
-			}
-			continue;
-		}
-		if (w) {
-			g->waiter = w;
-			w->wait = g;
-		}
-		prev = g;
+	if (after && prev) {
+		prev->waiter = after;
+		after->wait = prev;
 	}
-	sibs_free(sibs, keep);
 }
 
 /*
