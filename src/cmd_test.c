@@ -100,6 +100,7 @@ static void test_error(struct tester *ts, int line, int col, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	fflush(stdout);
 	if (ts->errors++ < MAX_ERRORS_SHOWN)
 		kl_diag_error(ts->d, ts->f->path, line, col, "test '%s': %s", ts->t->name, msg);
 }
@@ -595,6 +596,7 @@ static size_t check(struct tester *ts, int64_t end, FILE *out)
 		for (size_t k = 0; k < ts->ngot; k++) {
 			struct got *g = &ts->got[k];
 			if (g->used == MATCHED || strcmp(g->alert, a->alert) || g->at < from ||
+			    (a->status >= 0 && g->resolved != (a->status == 1)) ||
 			    g->at > until || !labels_in(a->labels, a->nlabels, g))
 				continue;
 			char f[32], u[32], what[96];
@@ -725,7 +727,7 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 	size_t problems = check(ts, end, mem ? mem : stdout);
 	if (mem)
 		fclose(mem);
-	printf("  %s  %s: %zu lines, %zu transitions\n", problems ? "FAIL" : "PASS", name, lines,
+	printf("  %s  %s: %zu records, %zu transitions\n", problems ? "FAIL" : "PASS", name, lines,
 	       ts->ngot);
 	if (text)
 		fputs(text, stdout);
@@ -808,6 +810,7 @@ static void run_file(const char *path, bool verbose, struct totals *tot)
 	struct ruletest_file *f = ruletest_load(path, &d);
 	struct config *cfg;
 	printf("%s\n", path);
+	fflush(stdout);
 	if (!f || !(cfg = file_config(f, &d)))
 		goto bad;
 	ts.f = f;
@@ -833,6 +836,7 @@ static void run_file(const char *path, bool verbose, struct totals *tot)
 	}
 	goto out;
 bad:
+	fflush(stderr);
 	printf("  ERROR %s: %u problem(s) (see above)\n", path, d.errors ? d.errors : 1);
 	tot->bad_files++;
 out:

@@ -347,7 +347,7 @@ static void load_expect(struct ld *l, struct ruletest_case *t, struct ruletest_e
 	}
 }
 
-static const char *const absent_keys[] = { "alert", "labels", "from", "until", NULL };
+static const char *const absent_keys[] = { "alert", "status", "labels", "from", "until", NULL };
 
 static void load_absent(struct ld *l, struct ruletest_case *t, struct ruletest_absent *a,
 			const struct kl_ynode *n)
@@ -355,6 +355,7 @@ static void load_absent(struct ld *l, struct ruletest_case *t, struct ruletest_a
 	a->line = n->line;
 	a->col = n->col;
 	a->until_us = -1;
+	a->status = -1;
 	if (n->type == KL_Y_SCALAR) { /* absent: [NoTraffic] */
 		a->alert = scalar(l, n, "absent", "an alert name");
 		return;
@@ -365,9 +366,15 @@ static void load_absent(struct ld *l, struct ruletest_case *t, struct ruletest_a
 		const struct kl_ynode *v = n->items[i];
 		switch (known_key(l, n->keys[i], absent_keys, " in an absent entry")) {
 		case 0: a->alert = scalar(l, v, "alert", "an alert name"); break;
-		case 1: kvs(l, v, "labels", &a->labels, &a->nlabels); break;
-		case 2: offset(l, v, "from", t->start_us, &a->from_us); break;
-		case 3: offset(l, v, "until", t->start_us, &a->until_us); break;
+		case 1: {
+			bool resolved;
+			if (status_of(l, v, &resolved))
+				a->status = resolved;
+			break;
+		}
+		case 2: kvs(l, v, "labels", &a->labels, &a->nlabels); break;
+		case 3: offset(l, v, "from", t->start_us, &a->from_us); break;
+		case 4: offset(l, v, "until", t->start_us, &a->until_us); break;
 		default: break;
 		}
 	}

@@ -72,6 +72,7 @@ struct ruletest_expect {
 /* No transition of alert (with these labels) from from_us to until_us. */
 struct ruletest_absent {
 	const char *alert;
+	int status; /* -1: any; else resolved (1) or firing (0) */
 	struct ruletest_kv *labels;
 	size_t nlabels;
 	int64_t from_us;
