@@ -172,6 +172,7 @@ static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_ite
 		it->lines = alloc_n(l, 1, sizeof *it->lines);
 		if (it->lines)
 			it->lines[it->nlines++] = n->str;
+		t->nlines++;
 		return;
 	}
 	if (!want(l, n, KL_Y_MAP, "input"))
