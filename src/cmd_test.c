@@ -60,6 +60,7 @@ struct feed {
 	struct tline *lines;
 	size_t n, cap, next;
 	size_t rec_first; /* the line that began the pending multi-line record */
+	bool flushed;	  /* the last record handed out */
 	bool has_head;
 	int64_t head_us;
 };
@@ -270,9 +271,9 @@ static void advance(struct tester *ts, struct feed *fd)
 		}
 		bad_record(ts, fd, i, text, l->len);
 	}
-	if (ml && fd->n) {
+	if (ml && !fd->flushed) {
+		fd->flushed = true;
 		ingest_multiline_flush(ml, on_record, fd);
-		fd->n = 0; /* flushed once */
 	}
 }
 
@@ -495,7 +496,7 @@ static void problem(struct tester *ts, FILE *out, const char *alert, int64_t at,
 	}
 	/* the annotations the expectation names, then the got summary */
 	bool summary_done = false;
-	for (size_t i = 0; e && i < e->nannotations && n < KL_ARRAY_LEN(rows); i++) {
+	for (size_t i = 0; e && i < e->nannotations && n + 1 < KL_ARRAY_LEN(rows); i++) {
 		rows[n] = (struct row){ "", str(e->annotations[i].value),
 					g ? str(kv_get(g->ann, g->nann, e->annotations[i].key)) : NULL };
 		snprintf(rows[n].name, sizeof rows[n].name, "%s", e->annotations[i].key);
@@ -693,7 +694,8 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 			generate(ts, (unsigned)(s - cfg->sources), &t->inputs[i].items[j]);
 	}
 	for (size_t i = 0; i < cfg->nsources; i++)
-		qsort(ts->feeds[i].lines, ts->feeds[i].n, sizeof *ts->feeds[i].lines, by_time);
+		if (ts->feeds[i].n > 1)
+			qsort(ts->feeds[i].lines, ts->feeds[i].n, sizeof *ts->feeds[i].lines, by_time);
 	if (ts->oom || ts->errors)
 		goto error;
 
