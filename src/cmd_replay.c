@@ -2,13 +2,9 @@
  * cmd_replay.c — `klaxon replay`: the rules over existing files, in event time.
  *
  * Each source has a cursor over its files (oldest first); the cursors are
- * merged by event time, one parsed event ahead each. The clock is the newest
- * event time seen. When it moves forward by a batch (BATCH_US of event time,
- * standing for `run`'s read batches), the rules fed since are evaluated at the
- * old instant, then every eval_interval tick up to the new instant is
- * evaluated in turn — across a gap in the logs too, so a flatline fires in
- * replay exactly as it would live. Without the batch, logs with millisecond
- * timestamps would evaluate every rule at nearly every event.
+ * merged by event time, one parsed event ahead each, and drive the
+ * event-time clock (src/event_clock.h: evaluation per batch of event time and
+ * at every eval_interval tick, gaps included).
  * Alert transitions go to stdout only: a replay never pages anyone.
  */
 #include <errno.h>
@@ -19,6 +15,7 @@
 #include "ingest/ingest.h"
 #include "src/args.h"
 #include "src/commands.h"
+#include "src/event_clock.h"
 #include "src/pipeline.h"
 
 struct cursor {
@@ -32,16 +29,11 @@ struct cursor {
 	int64_t head_us;
 };
 
-/* Event time that stands for one read batch of `run`: alerts land within it. */
-#define BATCH_US 100000
-
 struct replay {
 	struct runtime rt;
 	struct cursor *cursors;
 	size_t ncursors;
-	int64_t clock;
-	int64_t next_tick;
-	int64_t last_batch; /* clock at the last evaluation of fed rules */
+	struct event_clock clock;
 	uint64_t lines;
 	uint64_t too_long;
 	uint64_t read_errors;
@@ -113,27 +105,6 @@ static void advance(struct replay *rp, struct cursor *c)
 			return;
 		}
 	}
-}
-
-/* Move the clock to t (see the file comment). */
-static void advance_clock(struct replay *rp, int64_t t)
-{
-	struct rules_set *rs = rp->rt.rules;
-	int64_t step = rules_eval_interval(rs);
-	if (rp->clock == INT64_MIN) {
-		rp->clock = rp->last_batch = t;
-		rp->next_tick = t - t % step + step;
-		return;
-	}
-	if (t <= rp->clock)
-		return;
-	if (t - rp->last_batch >= BATCH_US || rp->next_tick < t) {
-		rules_eval(rs, rp->clock, runtime_transition, &rp->rt);
-		rp->last_batch = rp->clock;
-	}
-	for (; rp->next_tick < t; rp->next_tick += step)
-		rules_eval_all(rs, rp->next_tick, runtime_transition, &rp->rt);
-	rp->clock = t;
 }
 
 static struct cursor *oldest(struct replay *rp)
@@ -233,10 +204,11 @@ int cmd_replay(int argc, char **argv)
 	const char *path = find_config_or_explain(a.config);
 	if (!path)
 		return EXIT_PROBLEMS;
-	struct replay rp = { .clock = INT64_MIN };
+	struct replay rp = { 0 };
 	struct kl_diag d = { .out = stderr };
 	int status = EXIT_PROBLEMS;
 	int64_t t0 = kl_mono_us();
+	event_clock_init(&rp.clock);
 	kl_log_set_quiet(true);
 	if (runtime_load(&rp.rt, path, &d) < 0 || runtime_open_sinks(&rp.rt, NULL) < 0 ||
 	    gather(&rp, &a) < 0)
@@ -244,12 +216,11 @@ int cmd_replay(int argc, char **argv)
 	for (size_t i = 0; i < rp.ncursors; i++)
 		advance(&rp, &rp.cursors[i]);
 	for (struct cursor *c; (c = oldest(&rp));) {
-		advance_clock(&rp, c->head_us);
+		event_clock_advance(&rp.clock, rp.rt.rules, c->head_us, runtime_transition, &rp.rt);
 		runtime_feed(&rp.rt, c->src);
 		advance(&rp, c);
 	}
-	if (rp.clock != INT64_MIN)
-		rules_eval(rp.rt.rules, rp.clock, runtime_transition, &rp.rt);
+	event_clock_finish(&rp.clock, rp.rt.rules, runtime_transition, &rp.rt);
 	runtime_flush(&rp.rt);
 	summary(&rp, (double)(kl_mono_us() - t0) / 1e6);
 	status = rp.open_failed ? EXIT_PROBLEMS : EXIT_OK;

@@ -12,6 +12,7 @@ int cmd_parse(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_silence(int argc, char **argv);
 int cmd_rotate(int argc, char **argv);
+int cmd_test(int argc, char **argv);
 
 /* Resolve -c / $KLAXON_CONFIG / ./klaxon.yml / /etc/klaxon/klaxon.yml, or say
  * where it looked and return NULL. */

@@ -74,6 +74,7 @@ struct ctx {
 	struct declared *declared; /* user parsers, built or not */
 	size_t ndeclared;
 	struct pending_source *pending; /* parallel to c->sources */
+	bool no_paths; /* config_load_embedded: sources have no `path` */
 };
 
 static void config_error(struct ctx *x, const struct kl_ynode *n, const char *fmt, ...)
@@ -997,7 +998,7 @@ static void load_source(struct ctx *x, struct config_source *s, struct pending_s
 			break;
 		}
 	}
-	if (!kl_ymap_get(item, "path"))
+	if (!kl_ymap_get(item, "path") && !x->no_paths)
 		config_error(x, item, "%s is missing 'path'", lb);
 	if (!kl_ymap_get(item, "parser"))
 		config_error(x, item,
@@ -2261,12 +2262,12 @@ static char *dir_of(const char *path)
 	return kl_strndup(path, (size_t)(slash - path));
 }
 
-/* Check the tree and build the config. Takes the tree. */
-static int load_tree(const char *name, struct kl_ynode *root, struct config **out,
-		     struct kl_diag *d)
+/* Check the tree and build the config. The tree stays the caller's. */
+static int load_tree(const char *name, const struct kl_ynode *root, bool no_paths,
+		     struct config **out, struct kl_diag *d)
 {
 	struct kl_diag local = { .out = stderr };
-	struct ctx x = { .file = name, .d = d ? d : &local };
+	struct ctx x = { .file = name, .d = d ? d : &local, .no_paths = no_paths };
 	unsigned before = x.d->errors;
 	struct config *c = NULL;
 
@@ -2294,7 +2295,6 @@ static int load_tree(const char *name, struct kl_ynode *root, struct config **ou
 	free(x.declared);
 	free(x.pending);
 	free(x.dir);
-	kl_yaml_free(root);
 	*out = c;
 	return 0;
 fail:
@@ -2306,20 +2306,33 @@ fail:
 	free(x.declared);
 	free(x.pending);
 	free(x.dir);
-	kl_yaml_free(root);
 	config_free(c);
 	return -EINVAL;
 }
 
+static int load_owned(const char *name, struct kl_ynode *root, struct config **out,
+		      struct kl_diag *d)
+{
+	int rc = load_tree(name, root, false, out, d);
+	kl_yaml_free(root);
+	return rc;
+}
+
 int config_load(const char *path, struct config **out, struct kl_diag *d)
 {
-	return load_tree(path, kl_yaml_load_file(path, d), out, d);
+	return load_owned(path, kl_yaml_load_file(path, d), out, d);
 }
 
 int config_load_mem(const char *name, const char *data, size_t len, struct config **out,
 		    struct kl_diag *d)
 {
-	return load_tree(name, kl_yaml_load_mem(name, data, len, d), out, d);
+	return load_owned(name, kl_yaml_load_mem(name, data, len, d), out, d);
+}
+
+int config_load_embedded(const char *name, const struct kl_ynode *root, struct config **out,
+			 struct kl_diag *d)
+{
+	return load_tree(name, root, true, out, d);
 }
 
 static void free_matchers(struct sink_match *m, size_t n)

@@ -148,6 +148,15 @@ int config_load(const char *path, struct config **out, struct kl_diag *d);
  * and its directory is the one relative rule_files are resolved against. */
 int config_load_mem(const char *name, const char *data, size_t len, struct config **out,
 		    struct kl_diag *d);
+/*
+ * The same from a mapping inside another document that the caller keeps
+ * (`klaxon test`: a test file's sources, parsers, rule_files and
+ * eval_interval). name is that document's file (reports, and the directory
+ * relative rule_files are resolved against); sources need no `path`.
+ */
+struct kl_ynode;
+int config_load_embedded(const char *name, const struct kl_ynode *root, struct config **out,
+			 struct kl_diag *d);
 void config_free(struct config *c);
 const struct config_source *config_source_by_name(const struct config *c, const char *name);
 const struct config_probe *config_probe_by_name(const struct config *c, const char *name);

@@ -24,6 +24,7 @@ static const char usage[] =
 	"  replay [-c FILE] [--source NAME=PATH ...]\n"
 	"                                     evaluate the rules over existing files (plain or .gz)\n"
 	"                                     in event time; print alert transitions as JSON lines\n"
+	"  test   [-v] FILE...                rule unit tests: input lines and times -> expected alerts\n"
 	"  parse  [-c FILE] --source NAME [PATH|-]\n"
 	"                                     print the parsed events as JSON lines\n"
 	"  silence add --match NAME=VALUE --for DURATION [--comment TEXT] | list | expire ID\n"
@@ -71,14 +72,11 @@ int main(int argc, char **argv)
 		{ "check", cmd_check },
 		{ "silence", cmd_silence },
 		{ "rotate", cmd_rotate },
+		{ "test", cmd_test },
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (!strcmp(cmd, cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);
-	if (!strcmp(cmd, "test")) {
-		fprintf(stderr, "klaxon: '%s' is not available in this version\n", cmd);
-		return EXIT_USAGE;
-	}
 	fprintf(stderr, "klaxon: unknown command '%s'\n\n%s", cmd, usage);
 	return EXIT_USAGE;
 }

@@ -44,9 +44,18 @@ static int setup_multiline(struct runtime *rt, size_t i, struct kl_diag *d)
 
 int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d)
 {
+	struct config *cfg;
 	memset(rt, 0, sizeof *rt);
-	if (config_load(path, &rt->cfg, d) < 0)
+	if (config_load(path, &cfg, d) < 0)
 		return -EINVAL;
+	return runtime_load_config(rt, cfg, d);
+}
+
+int runtime_load_config(struct runtime *rt, struct config *cfg, struct kl_diag *d)
+{
+	const char *path = cfg->file;
+	memset(rt, 0, sizeof *rt);
+	rt->cfg = cfg;
 	size_t n = rt->cfg->nsources + rt->cfg->nprobes;
 	rt->nall = n;
 	rt->sources = calloc(n ? n : 1, sizeof *rt->sources);

@@ -47,6 +47,9 @@ struct runtime {
 
 /* Load the config at path and its rules. 0, or -EINVAL after reporting. */
 int runtime_load(struct runtime *rt, const char *path, struct kl_diag *d);
+/* The same from a loaded config, which the runtime takes (freed with it,
+ * also on failure by runtime_free). */
+int runtime_load_config(struct runtime *rt, struct config *cfg, struct kl_diag *d);
 /* Open the configured sinks on loop (run), or one stdout sink (replay, loop
  * NULL: a replay never notifies anyone). 0 or -errno (logged). */
 int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop);
