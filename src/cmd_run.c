@@ -39,6 +39,7 @@
 #include "ingest/ingest.h"
 #include "src/args.h"
 #include "src/commands.h"
+#include "src/observe.h"
 #include "src/pipeline.h"
 
 #define REPORT_INTERVAL 60.0
@@ -86,6 +87,7 @@ struct run {
 	uint64_t rstate_gen;	   /* rules_generation when last written */
 	bool rstate_written;
 	bool rstate_failing;
+	struct observe *obs; /* listen: /metrics, /healthz, /alerts (NULL: off) */
 };
 
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
@@ -481,7 +483,7 @@ int cmd_run(int argc, char **argv)
 		kl_log(KL_LOG_ERROR, "run: no memory for the checkpoint");
 		goto out;
 	}
-	if (start_tails(&r) < 0)
+	if (start_tails(&r) < 0 || observe_start(r.loop, &r.rt, r.tails, r.ntails, &r.obs) < 0)
 		goto out;
 	free(r.ckpt_data); /* the tails have read their sections */
 	r.ckpt_data = NULL;
@@ -501,6 +503,7 @@ out:
 	if (status == EXIT_OK)
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
+	observe_free(r.obs);
 	for (size_t i = 0; i < r.ntails; i++)
 		ingest_tail_free(r.tails[i]);
 	free(r.tails);
