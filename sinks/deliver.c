@@ -14,6 +14,10 @@
  * An outage is logged once when it starts and once when it ends, with the
  * count of failed attempts between. URLs are logged redacted (scheme, host,
  * port): a webhook URL's path usually is its secret.
+ *
+ * Line-to-page latency: a message queued with the read time of the line
+ * behind it (notification.read_us) is remembered by spool id (at most
+ * MAX_CAUSES); its 2xx observes now − read time into the sink's histogram.
  */
 #include <errno.h>
 #include <ev.h>
