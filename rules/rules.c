@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <zlib.h>
 
@@ -72,6 +73,9 @@ struct rule {
 	uint64_t dropped;	 /* events of new groups past max_groups */
 	uint64_t dropped_logged; /* dropped when last logged */
 	int64_t dropped_log_us;
+	uint64_t evaluations;	 /* observability (rules_rule_info) */
+	int64_t eval_ns;
+	int64_t fed_read_us;	 /* newest read time fed since the last evaluation */
 };
 
 struct rules_set {
@@ -246,6 +250,8 @@ void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *
 		if (window_add(&g->w, &r->shape, ev, rs->md, r->expr.nnew ? &nc : NULL) < 0)
 			rs->stats.late_events++;
 		r->dirty = true;
+		if (ev->read_us > r->fed_read_us)
+			r->fed_read_us = ev->read_us;
 	}
 }
 
@@ -524,6 +530,7 @@ static void emit(struct rules_set *rs, const struct rule *r, const struct group 
 		.started_us = g->since_us,
 		.window_us = r->window_us,
 		.restored = restored,
+		.read_us = restored ? 0 : r->fed_read_us,
 	};
 	if (!restored)
 		rs->stats.transitions++;
@@ -631,9 +638,18 @@ static void report_drops(struct rule *r, int64_t now)
 	r->dropped_log_us = now;
 }
 
+/* CPU-side cost of an evaluation, for /metrics only: never the rules' clock. */
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void eval_rule(struct rules_set *rs, struct rule *r, int64_t now, rules_transition_fn fn,
 		      void *ctx)
 {
+	int64_t t0 = mono_ns();
 	report_drops(r, now);
 	bool evicted = false;
 	rs->stats.evaluations++;
@@ -650,6 +666,9 @@ static void eval_rule(struct rules_set *rs, struct rule *r, int64_t now, rules_t
 	}
 	if (evicted)
 		index_rebuild(r);
+	r->fed_read_us = 0;
+	r->evaluations++;
+	r->eval_ns += mono_ns() - t0;
 }
 
 void rules_eval_all(struct rules_set *rs, int64_t now, rules_transition_fn fn, void *ctx)
@@ -1527,6 +1546,58 @@ void rules_announce(struct rules_set *rs, int64_t now, rules_transition_fn fn, v
 			struct evalctx c = { rs, r, g, now, NULL };
 			double value = r->value_node ? eval_num(&c, r->value_node) : NAN;
 			emit(rs, r, g, RULES_FIRING, now, value, fn, ctx, true);
+		}
+	}
+}
+
+/* ---- read-only views (/metrics, /alerts) ------------------------------------ */
+
+int rules_rule_info(const struct rules_set *rs, size_t i, struct rules_rule_info *out)
+{
+	if (i >= rs->n)
+		return -ERANGE;
+	const struct rule *r = &rs->rules[i];
+	*out = (struct rules_rule_info){
+		.alert = r->alert,
+		.source = rs->sources[r->source].name,
+		.file = r->file,
+		.line = r->line,
+		.evaluations = r->evaluations,
+		.eval_ns = r->eval_ns,
+	};
+	for (size_t k = 0; k < r->ngroups; k++) {
+		out->pending += r->groups[k].state == S_PENDING;
+		out->firing += r->groups[k].state == S_FIRING;
+	}
+	return 0;
+}
+
+void rules_each_alert(struct rules_set *rs, rules_alert_fn fn, void *ctx)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct rule *r = &rs->rules[i];
+		for (size_t k = 0; k < r->ngroups; k++) {
+			struct group *g = &r->groups[k];
+			if (g->state == S_INACTIVE)
+				continue;
+			/* The labels as emit() gives them. */
+			size_t nl = 0;
+			rs->out_labels[nl++] = (struct rules_label){ "source", rs->sources[r->source].name };
+			for (size_t j = 0; j < r->nlabels; j++)
+				rs->out_labels[nl++] = r->labels[j];
+			for (size_t j = 0; j < r->nby; j++)
+				rs->out_labels[nl++] = (struct rules_label){ r->by_names[j], g->vals[j].p };
+			/* At the last evaluation's instant: no bucket leaves the window. */
+			struct evalctx c = { rs, r, g, rs->last_now_us, NULL };
+			struct rules_alert_state a = {
+				.alert = r->alert,
+				.labels = rs->out_labels,
+				.nlabels = nl,
+				.firing = g->state == S_FIRING,
+				.since_us = g->since_us,
+				.value = r->value_node ? eval_num(&c, r->value_node) : NAN,
+			};
+			fn(ctx, &a);
 		}
 	}
 }

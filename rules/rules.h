@@ -59,6 +59,12 @@ struct rules_transition {
 	/* A firing alert restored from saved state (rules_announce): already
 	 * notified before the restart, so sinks record it without paging. */
 	bool restored;
+	/* Read time (wall clock) of the newest event fed to the rule since its
+	 * previous evaluation: the line that tipped the condition is among
+	 * those. 0 when none was (a time-driven transition: `for` elapsed, a
+	 * window emptied) and for restored alerts. Sinks measure line-to-page
+	 * latency from it. */
+	int64_t read_us;
 };
 
 typedef void (*rules_transition_fn)(void *ctx, const struct rules_transition *t);
@@ -145,6 +151,36 @@ struct rules_stats {
 	unsigned firing;
 };
 void rules_get_stats(const struct rules_set *rs, struct rules_stats *out);
+
+/*
+ * Read-only views for the main program's /metrics and /alerts. Strings point
+ * into rs and live as long as it does.
+ */
+struct rules_rule_info {
+	const char *alert;
+	const char *source;
+	const char *file;	/* the rule file and the line of the rule in it */
+	int line;
+	uint64_t evaluations;
+	int64_t eval_ns;	/* time spent evaluating it, in all (monotonic clock) */
+	size_t pending;		/* groups in each alert state now */
+	size_t firing;
+};
+/* Rule i of rs (0 <= i < rules_count, in load order): 0, or -ERANGE. */
+int rules_rule_info(const struct rules_set *rs, size_t i, struct rules_rule_info *out);
+
+/* One pending or firing alert; pointers valid only during the callback. */
+struct rules_alert_state {
+	const char *alert;
+	const struct rules_label *labels; /* as in a transition */
+	size_t nlabels;
+	bool firing;			  /* else pending */
+	int64_t since_us;		  /* pending since, or firing since */
+	double value;			  /* at the last evaluation instant; NaN: undefined */
+};
+typedef void (*rules_alert_fn)(void *ctx, const struct rules_alert_state *a);
+/* Report every pending and firing alert, rule by rule. Changes no state. */
+void rules_each_alert(struct rules_set *rs, rules_alert_fn fn, void *ctx);
 
 /* Parse one expression on its own (for the fuzz target and tests): returns 0,
  * or -EINVAL with a message and the 1-based column of the problem. */

@@ -14,6 +14,10 @@
  * An outage is logged once when it starts and once when it ends, with the
  * count of failed attempts between. URLs are logged redacted (scheme, host,
  * port): a webhook URL's path usually is its secret.
+ *
+ * Line-to-page latency: a message queued with the read time of the line
+ * behind it (notification.read_us) is remembered by spool id (at most
+ * MAX_CAUSES); its 2xx observes now − read time into the sink's histogram.
  */
 #include <errno.h>
 #include <ev.h>
@@ -27,6 +31,18 @@
 #define BACKOFF_FIRST_S 1.0
 #define BACKOFF_MAX_S 300.0
 #define RETRY_AFTER_MAX_S 3600.0
+/* Messages in the spool whose line-to-page latency is awaited (id → read
+ * time); past the cap the oldest is forgotten (it is then not measured). */
+#define MAX_CAUSES 64
+
+static const double latency_le[SINK_LATENCY_BUCKETS] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
+struct cause {
+	uint64_t id;
+	int64_t read_us;
+};
 
 struct notifier {
 	char *name;
@@ -46,6 +62,9 @@ struct notifier {
 	ev_timer retry;
 	struct kl_buf body;
 	struct sink_stats stats;
+	struct cause causes[MAX_CAUSES];
+	size_t ncauses;
+	struct sink_latency latency; /* counts only; the bounds are latency_le */
 };
 
 void redact_url(const char *url, char *out, size_t outlen)
@@ -161,6 +180,52 @@ void notifier_get_stats(const struct notifier *n, struct sink_stats *out)
 	*out = n->stats;
 }
 
+void notifier_add_latency(const struct notifier *n, struct sink_latency *out)
+{
+	memcpy(out->le, latency_le, sizeof out->le);
+	if (!n)
+		return;
+	for (size_t i = 0; i <= SINK_LATENCY_BUCKETS; i++)
+		out->counts[i] += n->latency.counts[i];
+	out->count += n->latency.count;
+	out->sum_s += n->latency.sum_s;
+}
+
+static void cause_add(struct notifier *n, uint64_t id, int64_t read_us)
+{
+	if (n->ncauses == MAX_CAUSES) {
+		memmove(n->causes, n->causes + 1, (MAX_CAUSES - 1) * sizeof *n->causes);
+		n->ncauses--;
+	}
+	n->causes[n->ncauses++] = (struct cause){ id, read_us };
+}
+
+/* The read time behind message id, forgotten; 0 when none was kept. */
+static int64_t cause_take(struct notifier *n, uint64_t id)
+{
+	for (size_t i = 0; i < n->ncauses; i++)
+		if (n->causes[i].id == id) {
+			int64_t r = n->causes[i].read_us;
+			memmove(n->causes + i, n->causes + i + 1, (n->ncauses - i - 1) * sizeof *n->causes);
+			n->ncauses--;
+			return r;
+		}
+	return 0;
+}
+
+static void observe_latency(struct notifier *n, int64_t read_us)
+{
+	double s = (double)(kl_wall_us() - read_us) / 1e6;
+	if (s < 0)
+		s = 0; /* the wall clock stepped back */
+	size_t b = 0;
+	while (b < SINK_LATENCY_BUCKETS && s > latency_le[b])
+		b++;
+	n->latency.counts[b]++;
+	n->latency.count++;
+	n->latency.sum_s += s;
+}
+
 void notifier_count(struct notifier *n, uint64_t silenced, uint64_t inhibited)
 {
 	n->stats.silenced += silenced;
@@ -181,6 +246,8 @@ int notifier_send(struct notifier *nt, struct notification *msg, int64_t now_us)
 		return rc;
 	}
 	nt->stats.spooled++;
+	if (msg->read_us > 0)
+		cause_add(nt, id, msg->read_us);
 	notifier_kick(nt);
 	return 0;
 }
@@ -208,6 +275,9 @@ static void done_ok(struct notifier *n)
 {
 	spool_ack(n->spool, n->inflight_id);
 	n->stats.written++;
+	int64_t read_us = cause_take(n, n->inflight_id);
+	if (read_us > 0)
+		observe_latency(n, read_us);
 	if (n->outage_failures)
 		kl_log(KL_LOG_INFO, "sink '%s': %s answers again; delivered after %llu failed attempt(s)",
 		       n->name, n->shown_url, (unsigned long long)n->outage_failures);
@@ -244,6 +314,7 @@ static void done_refused(struct notifier *n, const struct http_response *r)
 	kl_log(KL_LOG_ERROR, "sink '%s': %s refused the message with %ld: %s; it is dropped (check the sink's URL and format)",
 	       n->name, n->shown_url, r->status, r->body_first_line ? r->body_first_line : "");
 	spool_ack(n->spool, n->inflight_id);
+	cause_take(n, n->inflight_id);
 	n->stats.failed++;
 	n->attempt = 0;
 }

@@ -56,6 +56,7 @@ struct galert {
 	int64_t starts_us;
 	int64_t ends_us;
 	double value;
+	int64_t read_us; /* earliest line behind a change not notified yet, 0: none */
 };
 
 struct group {
@@ -449,6 +450,8 @@ static void group_apply(struct group *g, const struct rules_transition *t,
 	a->value = t->value;
 	a->starts_us = t->started_us;
 	a->ends_us = firing ? 0 : t->at_us;
+	if (t->read_us > 0 && (!a->read_us || t->read_us < a->read_us))
+		a->read_us = t->read_us;
 	g->dirty = true;
 }
 
@@ -487,10 +490,11 @@ static size_t common_of(const struct notif_alert *as, size_t n, bool annotations
 
 /* Send to the route's notifiers (only its alertmanager sinks with am_only). */
 static void send_group(struct policy *p, struct group *g, struct notif_alert *as, size_t n,
-		       int64_t now, bool am_only)
+		       int64_t now, bool am_only, int64_t read_us)
 {
 	struct notif_label common[64], common_ann[64];
 	struct notification msg = {
+		.read_us = read_us,
 		.group_key = g->key,
 		.group_labels = g->glabels,
 		.ngroup_labels = g->nglabels,
@@ -548,6 +552,7 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	struct notif_alert *as = calloc(g->n ? g->n : 1, sizeof *as);
 	size_t n = 0;
 	uint64_t h = 0xcbf29ce484222325ULL, silenced = 0, muted = 0;
+	int64_t read_us = 0; /* the earliest line behind what this message tells */
 	if (!as)
 		return;
 	g->recheck_us = 0;
@@ -567,14 +572,16 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 		as[n++] = (struct notif_alert){ a->firing, a->labels, a->nlabels, a->ann, a->nann,
 						a->starts_us, a->ends_us, a->value, { 0 } };
 		memcpy(as[n - 1].fingerprint, a->fingerprint, sizeof a->fingerprint);
+		if (a->read_us && (!read_us || a->read_us < read_us))
+			read_us = a->read_us;
 		h = mix(mix(h, a->fingerprint), a->firing ? "F" : "R");
 	}
 	bool changed = h != g->last_hash;
 	bool am_only = early && !changed;
 	if (n && am_only && rt->has_am) {
-		send_group(p, g, as, n, now, true);
+		send_group(p, g, as, n, now, true, 0);
 	} else if (n && !am_only && (changed || repeat)) {
-		send_group(p, g, as, n, now, false);
+		send_group(p, g, as, n, now, false, read_us);
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;
@@ -588,6 +595,8 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 		notifier_count(rt->notifiers[i], silenced, muted);
 	free(as);
 	g->dirty = false;
+	for (size_t i = 0; i < g->n; i++)
+		g->alerts[i].read_us = 0; /* told, muted, or nothing new: paged or never */
 	/* Resolved alerts were told (or muted): forget them. */
 	for (size_t i = 0; i < g->n;) {
 		if (!g->alerts[i].firing)

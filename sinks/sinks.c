@@ -379,3 +379,12 @@ int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *
 		}
 	return -ENOENT;
 }
+
+void sinks_get_latency(const struct sinks *s, struct sink_latency *out)
+{
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < s->nnotifiers; i++)
+		notifier_add_latency(s->notifiers[i], out);
+	if (!s->nnotifiers)
+		notifier_add_latency(NULL, out); /* the bounds */
+}

@@ -143,6 +143,22 @@ struct sink_stats {
 int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *out);
 
 /*
+ * Line-to-page latency: for each message a notifier delivered (2xx) that
+ * carries a transition caused by a line (rules_transition.read_us), the time
+ * from that line's read to the 2xx; the earliest such line when a message
+ * holds several. Summed over every notifier. Buckets are per bucket (not
+ * cumulative); counts[SINK_LATENCY_BUCKETS] is above the largest bound.
+ */
+#define SINK_LATENCY_BUCKETS 13
+struct sink_latency {
+	double le[SINK_LATENCY_BUCKETS]; /* upper bounds, seconds, ascending */
+	uint64_t counts[SINK_LATENCY_BUCKETS + 1];
+	uint64_t count;
+	double sum_s;
+};
+void sinks_get_latency(const struct sinks *s, struct sink_latency *out);
+
+/*
  * The contract's alert line, without the newline:
  * {"at":"…Z","status":"firing","alert":"X","labels":{…},"value":0.07,
  *  "annotations":{…},"started":"…Z"}

@@ -54,6 +54,7 @@ struct notification {
 	const char *external_url;	 /* "" if none configured */
 	const struct notif_alert *alerts;
 	size_t nalerts;
+	int64_t read_us;		 /* read time of the line behind it, 0: none */
 };
 
 /* ---- format.c ----------------------------------------------------------------- */
@@ -155,6 +156,7 @@ void hmac_sha256_hex(const void *key, size_t klen, const void *data, size_t len,
 
 struct sink_spec;
 struct sink_stats;
+struct sink_latency;
 struct notifier;
 
 /*
@@ -172,6 +174,8 @@ int notifier_send(struct notifier *nt, struct notification *n, int64_t now_us);
 /* Deliver whatever the spool holds for this sink (at start, after a restart). */
 void notifier_kick(struct notifier *n);
 void notifier_get_stats(const struct notifier *n, struct sink_stats *out);
+/* Add this notifier's line-to-page latencies to out (bounds set too). */
+void notifier_add_latency(const struct notifier *n, struct sink_latency *out);
 void notifier_count(struct notifier *n, uint64_t silenced, uint64_t inhibited);
 /* "scheme://host[:port]/…": a URL safe to log. */
 void redact_url(const char *url, char *out, size_t outlen);

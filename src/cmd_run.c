@@ -42,6 +42,7 @@
 #include "rotate/rotate.h"
 #include "src/args.h"
 #include "src/commands.h"
+#include "src/observe.h"
 #include "src/pipeline.h"
 
 #define REPORT_INTERVAL 60.0
@@ -99,6 +100,7 @@ struct run {
 	bool rstate_written;
 	bool rstate_failing;
 	struct rotate *rot;	   /* the rotator (NULL: no `rotate:` entries) */
+	struct observe *obs; /* listen: /metrics, /healthz, /alerts (NULL: off) */
 };
 
 static void on_line(void *ctx, const char *line, size_t len, int64_t read_us)
@@ -579,7 +581,8 @@ int cmd_run(int argc, char **argv)
 		kl_log(KL_LOG_ERROR, "run: no memory for the checkpoint");
 		goto out;
 	}
-	if (start_tails(&r) < 0 || start_probes(&r) < 0)
+	if (start_tails(&r) < 0 || start_probes(&r) < 0 ||
+	    observe_start(r.loop, &r.rt, r.tails, r.ntails, &r.obs) < 0)
 		goto out;
 	free(r.ckpt_data); /* the tails have read their sections */
 	r.ckpt_data = NULL;
@@ -603,6 +606,7 @@ out:
 	if (status == EXIT_OK)
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
+	observe_free(r.obs);
 	rotate_free(r.rot); /* before the tails its hook reads */
 	for (size_t i = 0; i < r.nprobes; i++)
 		ingest_probe_free(r.probes[i]);

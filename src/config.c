@@ -382,9 +382,21 @@ static bool valid_listen(const char *s)
 
 static void load_listen(struct ctx *x, const struct kl_ynode *v)
 {
+	x->c->listen_set = true;
+	if (v && kl_ynode_is_null(v)) { /* `listen:` with no value: off */
+		free(x->c->listen);
+		x->c->listen = NULL;
+		return;
+	}
 	char *s = dup_str(x, v, "an address", "listen");
 	if (!s)
 		return;
+	if (!*s || !strcmp(s, "off")) {
+		free(s);
+		free(x->c->listen);
+		x->c->listen = NULL;
+		return;
+	}
 	if (!valid_listen(s)) {
 		char shown[96];
 		config_error(x, v,

@@ -104,7 +104,8 @@ struct config_inhibit {
 struct config {
 	char *file;	     /* the path it was loaded from */
 	char *state_dir;     /* default /var/lib/klaxon */
-	char *listen;	     /* default 127.0.0.1:9731 (served in a later issue) */
+	char *listen;	     /* default 127.0.0.1:9731; NULL: `listen: off` (or empty) */
+	bool listen_set;     /* `listen:` was written (else the default is in force) */
 	int64_t eval_interval_us; /* default 1s */
 	char **rule_files;   /* globs expanded, sorted, relative paths resolved
 			      * against the config file's directory */

@@ -312,6 +312,7 @@ static void test_defaults(void **state)
 	expect_ok(f, "---\n", &c);
 	assert_string_equal(c->state_dir, "/var/lib/klaxon");
 	assert_string_equal(c->listen, "127.0.0.1:9731");
+	assert_false(c->listen_set);
 	assert_int_equal(c->eval_interval_us, 1000000);
 	assert_int_equal(c->nrule_files, 0);
 	assert_int_equal(c->nsources, 0);
@@ -403,8 +404,17 @@ static void test_top_level(void **state)
 	struct config *c;
 	expect_ok(f, "listen: '[::1]:9731'\neval_interval: 2\n", &c);
 	assert_string_equal(c->listen, "[::1]:9731");
+	assert_true(c->listen_set);
 	assert_int_equal(c->eval_interval_us, 2000000);
 	config_free(c);
+	/* `listen: off` or an empty value: no server */
+	const char *const offs[] = { "listen: off\n", "listen:\n", "listen: ''\n" };
+	for (size_t i = 0; i < 3; i++) {
+		expect_ok(f, offs[i], &c);
+		assert_null(c->listen);
+		assert_true(c->listen_set);
+		config_free(c);
+	}
 }
 
 static void load_reserved(struct fx *f)
