@@ -1528,7 +1528,7 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 
 /* Follow sibling c under the name path, from off, behind prev (if any). */
 static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, const char *path,
-				    const struct saved *r, struct tfile *prev)
+				    const struct saved *r, struct tfile *prev, const char *why)
 {
 	int fd = dup(c->fd);
 	struct stat st;
@@ -1570,9 +1570,10 @@ static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, 
 	schedule_read(f);
 	t->st.rotations++;
 	kl_log(KL_LOG_INFO,
-	       "tail %s: reading \"%s\"%s, a generation of \"%s\" not read to its end, from "
-	       "offset %llu, before what follows it",
-	       t->pattern, c->path, c->gz ? " (compressed)" : "", path, (unsigned long long)off);
+	       "tail %s: reading \"%s\"%s, a generation of \"%s\" %s, from offset %llu, before "
+	       "what follows it",
+	       t->pattern, c->path, c->gz ? " (compressed)" : "", path, why,
+	       (unsigned long long)off);
 	return f;
 }
 
@@ -1634,7 +1635,7 @@ static bool drain_copy(struct tfile *f)
 	struct tfile *copy = NULL;
 	if (best && (best->gz || best->size > r.off)) {
 		/* f waits for it: it is read before f's new content. */
-		copy = follow_sibling(t, best, f->path, &r, NULL);
+		copy = follow_sibling(t, best, f->path, &r, NULL, "copied before a truncation");
 		if (copy) {
 			release_waiter(f);
 			f->waiter = NULL;
@@ -1703,7 +1704,8 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 		if (keep > 1)
 			qsort(sibs, keep, sizeof *sibs, by_mtime);
 		for (size_t k = 0; k < keep; k++) {
-			struct tfile *g = follow_sibling(t, &sibs[k], name, NULL, prev);
+			struct tfile *g =
+				follow_sibling(t, &sibs[k], name, NULL, prev, "rotated between two looks");
 			if (g)
 				prev = g;
 		}
@@ -1770,7 +1772,8 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	}
 	struct tfile *prev = NULL;
 	for (size_t k = first; k < ns; k++) {
-		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev);
+		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev,
+						  "rotated while we were stopped");
 		if (f)
 			prev = f;
 	}
