@@ -125,29 +125,47 @@ int parser_sig_register(const struct parser *p)
 /* ------------------------------------------------------------------------- */
 /* The scanner */
 
+/* Byte classes, one table lookup each. */
+enum {
+	C_DIGIT = 1,
+	C_ALPHA = 2, /* letters and '_': the word bytes that are not digits */
+	C_HEX = 4,
+	C_BLANK = 8,
+	C_SPECIAL = 16, /* ' " % \ + - : start a rule of their own */
+};
+#define CL(c)                                                                               \
+	((((c) >= '0' && (c) <= '9') ? C_DIGIT | C_HEX : 0) |                                 \
+	 ((((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || (c) == '_') ? C_ALPHA  \
+										      : 0) | \
+	 ((((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F')) ? C_HEX : 0) |          \
+	 (((c) == ' ' || ((c) >= '\t' && (c) <= '\r')) ? C_BLANK : 0) |                        \
+	 (((c) == '\'' || (c) == '"' || (c) == '%' || (c) == '\\' || (c) == '+' || (c) == '-' || \
+	   (c) == ':')                                                                        \
+		  ? C_SPECIAL                                                                 \
+		  : 0))
+#define R4(b) CL(b), CL((b) + 1), CL((b) + 2), CL((b) + 3)
+#define R16(b) R4(b), R4((b) + 4), R4((b) + 8), R4((b) + 12)
+#define R64(b) R16(b), R16((b) + 16), R16((b) + 32), R16((b) + 48)
+static const unsigned char cls[256] = { R64(0), R64(64), R64(128), R64(192) };
+
 static inline bool is_digit(unsigned char c)
 {
-	return (unsigned)(c - '0') < 10u;
+	return cls[c] & C_DIGIT;
 }
 
-static inline bool is_alpha(unsigned char c) /* and '_': a word byte that is not a digit */
+static inline bool is_alpha(unsigned char c)
 {
-	return (unsigned)((c | 0x20) - 'a') < 26u || c == '_';
+	return cls[c] & C_ALPHA;
 }
 
 static inline bool is_word(unsigned char c)
 {
-	return is_digit(c) || is_alpha(c);
+	return cls[c] & (C_DIGIT | C_ALPHA);
 }
 
 static inline bool is_hex(unsigned char c)
 {
-	return is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6u;
-}
-
-static inline bool is_blank(unsigned char c)
-{
-	return c == ' ' || (c >= '\t' && c <= '\r');
+	return cls[c] & C_HEX;
 }
 
 #define U(s, i) ((unsigned char)(s)[i])
@@ -349,73 +367,111 @@ static size_t closing(const char *s, size_t i, size_t n, char q)
 	return n;
 }
 
-/* A byte with no rule of its own: kept, in runs. */
-static inline bool is_plain(unsigned char c)
+/* At the start of a word: a mask's length (0: none) and which, with *numlen
+ * the length of a number before its unit. */
+static size_t masked_word(const char *s, size_t n, const char **m, size_t *ml, size_t *numlen)
 {
-	return !is_word(c) && !is_blank(c) && c != '\'' && c != '"' && c != '%' && c != '\\' &&
-	       c != '+' && c != '-' && c != ':';
+	unsigned char c = U(s, 0);
+	size_t h = 0, k;
+
+	*numlen = 0;
+	if (!(cls[c] & C_HEX)) /* g-z, _: a word */
+		return 0;
+	while (h < n && is_hex(U(s, h)))
+		h++;
+	if (h == 8 && (k = uuid(s, n))) {
+		*m = "<uuid>", *ml = 6;
+		return k;
+	}
+	if (h <= 3 && h < n && s[h] == '.' && (k = ipv4(s, n))) {
+		*m = "<ip>", *ml = 4;
+		return k;
+	}
+	if (h <= 4 && h < n && s[h] == ':' && (k = ipv6(s, n))) {
+		*m = "<ip>", *ml = 4;
+		return k;
+	}
+	if ((h >= 8 || (c == '0' && h == 1)) && (k = hexid(s, n))) {
+		*m = "<hex>", *ml = 5;
+		return k;
+	}
+	if (is_digit(c) && (k = number(s, n, numlen))) {
+		*m = "<n>", *ml = 3;
+		return k;
+	}
+	return 0;
 }
 
+/*
+ * One pass. Bytes kept as written are not copied one by one: s[lit, i) is the
+ * run kept so far, put when a mask (or a run of blanks) ends it.
+ */
 static void mask(struct out *o, const char *s, size_t n)
 {
-	size_t i = 0, k, nl;
+	size_t i = 0, lit = 0, k, nl, ml;
 	bool pw = false;		   /* the byte before i belongs to a word */
 	bool no_sq = false, no_dq = false; /* no closing ' / " after here */
+	const char *m;
+
+#define FLUSH()                                          \
+	do {                                             \
+		if (i > lit)                             \
+			put_some(o, s + lit, i - lit); \
+		lit = i;                                 \
+	} while (0)
 
 	while (i < n && !o->cut) {
 		unsigned char c = U(s, i);
-		if (is_blank(c)) {
-			while (i < n && is_blank(U(s, i)))
-				i++;
-			o->space = o->len > 0;
-			pw = false;
-			continue;
-		}
-		if (is_word(c) && !pw) {
-			const char *m = NULL;
-			size_t ml = 0;
-			nl = 0;
-			if ((k = uuid(s + i, n - i)))
-				m = "<uuid>", ml = 6;
-			else if (is_digit(c) && (k = ipv4(s + i, n - i)))
-				m = "<ip>", ml = 4;
-			else if (is_hex(c) && (k = ipv6(s + i, n - i)))
-				m = "<ip>", ml = 4;
-			else if (is_hex(c) && (k = hexid(s + i, n - i)))
-				m = "<hex>", ml = 5;
-			else if (is_digit(c) && (k = number(s + i, n - i, &nl)))
-				m = "<n>", ml = 3;
-			if (m) {
-				if (put(o, m, ml) && k > nl && nl)
-					put_some(o, s + i + nl, k - nl); /* the unit */
+		unsigned cl = cls[c];
+
+		if (i - lit > PARSER_SIGNATURE_MAX) /* the kept run alone fills it */
+			break;
+		if (cl & (C_DIGIT | C_ALPHA)) {
+			if (!pw && (k = masked_word(s + i, n - i, &m, &ml, &nl))) {
+				FLUSH();
+				put(o, m, ml);
+				lit = nl ? i + nl : i + k; /* a unit is kept */
+				i += k;
 			} else {
 				/* a word, dotted names included ("v1.2",
 				 * "psycopg2.errors", "app.3f9c1.js") */
-				for (k = 1; i + k < n; k++)
-					if (!is_word(U(s, i + k)) &&
-					    !(s[i + k] == '.' && i + k + 1 < n && is_word(U(s, i + k + 1))))
+				for (i++; i < n; i++)
+					if (!is_word(U(s, i)) &&
+					    !(s[i] == '.' && i + 1 < n && is_word(U(s, i + 1))))
 						break;
-				put_some(o, s + i, k);
 			}
-			i += k;
 			pw = true;
-			continue;
-		}
-		if (is_word(c)) { /* cannot happen: words are taken whole */
-			put_some(o, s + i, 1);
-			i++;
 			continue;
 		}
 		bool after_word = pw;
 		pw = false;
+		if (cl & C_BLANK) {
+			size_t j = i + 1;
+			while (j < n && (cls[U(s, j)] & C_BLANK))
+				j++;
+			/* one space between two kept bytes is kept as it is */
+			if (c == ' ' && j == i + 1 && j < n && (i > lit || (o->len && !o->space))) {
+				i = j;
+				continue;
+			}
+			FLUSH();
+			o->space = o->len > 0;
+			i = lit = j;
+			continue;
+		}
+		if (!(cl & C_SPECIAL)) {
+			for (i++; i < n && !(cls[U(s, i)] & (C_DIGIT | C_ALPHA | C_BLANK | C_SPECIAL));
+			     i++)
+				;
+			continue;
+		}
 		/* a sign: only before a number that is nothing else ("-3", not
 		 * "-10.0.0.1" or "-deadbeef01") */
 		if (!after_word && (c == '-' || c == '+') && i + 1 < n && is_digit(U(s, i + 1)) &&
-		    !uuid(s + i + 1, n - i - 1) && !ipv4(s + i + 1, n - i - 1) &&
-		    !ipv6(s + i + 1, n - i - 1) && !hexid(s + i + 1, n - i - 1) &&
-		    (k = number(s + i + 1, n - i - 1, &nl))) {
-			if (PUT_LIT(o, "<n>") && k > nl)
-				put_some(o, s + i + 1 + nl, k - nl);
+		    (k = masked_word(s + i + 1, n - i - 1, &m, &ml, &nl)) && m[1] == 'n') {
+			FLUSH();
+			put(o, m, ml);
+			lit = nl ? i + 1 + nl : i + 1 + k;
 			i += 1 + k;
 			pw = true;
 			continue;
@@ -423,11 +479,12 @@ static void mask(struct out *o, const char *s, size_t n)
 		if (!after_word && ((c == '\'' && !no_sq) || (c == '"' && !no_dq))) {
 			size_t j = closing(s, i, n, (char)c);
 			if (j < n) {
+				FLUSH();
 				if (c == '\'')
 					PUT_LIT(o, "'<s>'");
 				else
 					PUT_LIT(o, "\"<s>\"");
-				i = j + 1;
+				i = lit = j + 1;
 				continue;
 			}
 			if (c == '\'')
@@ -436,28 +493,27 @@ static void mask(struct out *o, const char *s, size_t n)
 				no_dq = true;
 		}
 		if (c == '%' && i + 2 < n && is_hex(U(s, i + 1)) && is_hex(U(s, i + 2))) {
-			put_some(o, s + i, 3);
 			i += 3;
 			continue;
 		}
 		if (c == '\\' && i + 3 < n && s[i + 1] == 'x' && is_hex(U(s, i + 2)) &&
 		    is_hex(U(s, i + 3))) {
-			put_some(o, s + i, 4);
 			i += 4;
 			continue;
 		}
 		if (!after_word && c == ':' && i + 1 < n && s[i + 1] == ':' &&
 		    (k = ipv6(s + i, n - i))) {
+			FLUSH();
 			PUT_LIT(o, "<ip>");
-			i += k;
+			i = lit = i + k;
 			pw = true;
 			continue;
 		}
-		for (k = 1; i + k < n && is_plain(U(s, i + k)); k++)
-			;
-		put_some(o, s + i, k);
-		i += k;
+		i++;
 	}
+	if (!o->cut)
+		FLUSH();
+#undef FLUSH
 }
 
 /* After a cut: no half UTF-8 sequence, no trailing blank. */
