@@ -29,6 +29,9 @@
  *   json.c's allocation-free scanner (json, postgres_json), which has no regex
  *   at all. The field table sits behind a pointer (struct parser_fields) so
  *   that json's registry can grow on lookup without casting away const.
+ * - Every parser has the derived field `signature` (signature.c), registered
+ *   by its first lookup and computed after a successful parse only from then
+ *   on: one test of an int on the path of a parser that does not use it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -312,8 +315,10 @@ struct parser *parser_new(const struct parser_spec *spec, char *err, size_t errl
 	p->kind = b ? b->kind : PK_REGEX;
 	p->name = kl_strndup(name, strlen(name));
 	p->fields = calloc(1, sizeof *p->fields);
-	if (!p->name || !p->fields)
+	p->sig = calloc(1, sizeof *p->sig);
+	if (!p->name || !p->fields || !p->sig)
 		goto nomem;
+	p->sig->field = -1;
 
 	if (p->kind == PK_JSON) {
 		if (json_new(p, spec, strcmp(b->name, "json") != 0, err, errlen) < 0)
@@ -483,6 +488,9 @@ void parser_free(struct parser *p)
 	pcre2_code_free(p->code);
 	free(p->groups);
 	free(p->fields);
+	if (p->sig)
+		free(p->sig->buf);
+	free(p->sig);
 	free(p->ml_start);
 	free(p->ml_cont);
 	free(p->name);
@@ -522,9 +530,14 @@ int parser_field_index(const struct parser *p, const char *name, size_t len)
 {
 	if (!name)
 		return -1;
+	int idx = parser_find_field(p, name, len);
+	if (idx >= 0)
+		return idx; /* a field of the format's own, "signature" included */
+	if (len == 9 && memcmp(name, "signature", 9) == 0)
+		return parser_sig_register(p);
 	if (p->kind == PK_JSON)
 		return json_field_index(p, name, len);
-	return parser_find_field(p, name, len);
+	return -1;
 }
 
 const struct parser_stats *parser_stats(const struct parser *p)
@@ -541,8 +554,12 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 		rec = "";
 		len = 0;
 	}
-	if (p->kind == PK_JSON)
-		return json_parse(p, rec, len, read_us, ev);
+	if (p->kind == PK_JSON) {
+		rc = json_parse(p, rec, len, read_us, ev);
+		if (rc == 0 && p->sig->field >= 0)
+			parser_sig_compute(p, rec, len, ev);
+		return rc;
+	}
 	if (p->jit)
 		rc = pcre2_jit_match(p->code, (PCRE2_SPTR)rec, len, 0, 0, p->md, p->mctx);
 	else
@@ -592,6 +609,8 @@ int parser_parse(struct parser *p, const char *rec, size_t len, int64_t read_us,
 	} else {
 		ev->time_us = read_us;
 	}
+	if (p->sig->field >= 0)
+		parser_sig_compute(p, rec, len, ev);
 	p->stats.parsed++;
 	return 0;
 }

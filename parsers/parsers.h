@@ -11,7 +11,8 @@
  * buffer changes — except for the json formats, whose escaped strings are
  * unescaped into the parser's own scratch buffer: those views are valid until
  * the next parser_parse on that parser (or until the record changes, whichever
- * comes first). Numbers are converted only when someone asks
+ * comes first); so is the derived `signature` (below), which lives in a
+ * per-parser buffer. Numbers are converted only when someone asks
  * (parser_event_number), and the conversion is cached in the event.
  *
  * Field numbering: a parser has parser_field_count() fields, numbered from 0,
@@ -31,6 +32,8 @@
 #include "common/kl.h"
 
 #define PARSER_MAX_FIELDS 48
+/* The longest `signature` (bytes); a longer one is cut (stats.signatures_cut). */
+#define PARSER_SIGNATURE_MAX 256
 
 enum parser_type {
 	PARSER_T_STRING,
@@ -136,6 +139,17 @@ enum parser_type parser_field_type(const struct parser *p, unsigned idx);
  * is a string unless declared in the parser's `types:` (a rule that compares
  * it with a number is refused at load, with the advice to declare it); its
  * JSON numbers still print as numbers in parser_event_json.
+ *
+ * "signature" is a field of every parser (unless it has its own field of that
+ * name, which wins): the format's message with numbers, hex ids, UUIDs, IP
+ * addresses and quoted strings masked ("<n>", "<hex>", "<uuid>", "<ip>",
+ * "'<s>'"), blanks collapsed, at most PARSER_SIGNATURE_MAX bytes — nginx and
+ * gunicorn: the request; django: "Exception: message" of a traceback, else the
+ * message; postgres, postgres_json: the message; json and regex parsers: the
+ * field message or msg (a regex without either: the whole record). Its first
+ * lookup registers it (json: with the keys message and msg); only then does
+ * parsing compute it, into a buffer of the parser's (the view is valid until
+ * the next parser_parse on it). The masks in detail: signature.c.
  */
 int parser_field_index(const struct parser *p, const char *name, size_t len);
 
@@ -166,6 +180,8 @@ struct parser_stats {
 	uint64_t parsed;
 	uint64_t unmatched;
 	uint64_t bad_time;
+	uint64_t signatures;	 /* events whose `signature` was computed */
+	uint64_t signatures_cut; /* ... and cut at PARSER_SIGNATURE_MAX */
 };
 const struct parser_stats *parser_stats(const struct parser *p);
 

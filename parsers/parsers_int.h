@@ -1,8 +1,8 @@
 /*
  * parsers_int.h — shared inside parsers/ only; nothing outside this folder
  * includes it. The parser object, the compiled time format, the built-in
- * table and the hooks of the formats that are more than a fixed regex
- * (django.c, postgres.c, json.c).
+ * table, the hooks of the formats that are more than a fixed regex
+ * (django.c, postgres.c, json.c) and the derived signature (signature.c).
  */
 #ifndef PARSERS_INT_H
 #define PARSERS_INT_H
@@ -172,6 +172,21 @@ struct pg_state {
 
 struct json_state; /* json.c */
 
+/* The derived field `signature` (signature.c). */
+#define SIG_MAX_SRC 4
+enum sig_how {
+	SIG_FIRST,     /* the first of src[] present */
+	SIG_REQUEST,   /* src: request, method, path, protocol */
+	SIG_EXCEPTION, /* src: exception, exception_message, message */
+	SIG_RECORD,    /* the whole record */
+};
+struct parser_sig {
+	int field;	       /* its field index; -1: not registered, not computed */
+	enum sig_how how;
+	int src[SIG_MAX_SRC]; /* the fields it is made from, -1: none */
+	char *buf;	       /* PARSER_SIGNATURE_MAX bytes, from registration on */
+};
+
 /* ---------------------------------------------------------------------------
  * The parser (parser.c).
  */
@@ -213,6 +228,8 @@ struct parser {
 		struct pg_state pg;
 	} u;
 	struct json_state *js; /* json formats: the registry and scratch buffer */
+	/* behind a pointer, like fields: registered by a lookup on a const parser */
+	struct parser_sig *sig;
 
 	struct parser_stats stats;
 };
@@ -246,6 +263,11 @@ void pg_free(struct parser *p);
  * (postgres and postgres_json). Either may be left absent. */
 void pg_message_fields(const char *msg, size_t len, struct kl_str *duration,
 		       struct kl_str *statement);
+
+/* signature.c: register the field (once; its index, or -1 when the field
+ * table is full or out of memory), and compute it after a parse. */
+int parser_sig_register(const struct parser *p);
+void parser_sig_compute(struct parser *p, const char *rec, size_t len, struct parser_event *ev);
 
 /* json.c */
 int json_new(struct parser *p, const struct parser_spec *spec, bool pg, char *err,
