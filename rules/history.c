@@ -81,6 +81,7 @@ int hist_init(struct hist *h, const struct hist_shape *s)
 	h->last_minute = INT64_MIN;
 	h->last_ref = NAN;
 	h->last_score = NAN;
+	h->sums_at = INT64_MIN;
 	if (s->kind == HIST_ZSCORE) {
 		h->z = calloc((size_t)s->nslots * 3, sizeof *h->z);
 		return h->z ? 0 : -ENOMEM;
@@ -141,6 +142,7 @@ void hist_sample(struct hist *h, const struct hist_shape *s, int64_t now, double
 	if (h->newest != INT64_MIN && bucket < h->newest)
 		return; /* the clock went back: keep the ring as it is */
 	advance(h, s, bucket);
+	h->sums_at = INT64_MIN;
 	size_t i = slot_of(bucket, s->nslots);
 	if (s->kind == HIST_ZSCORE) {
 		h->z[3 * i] += v;
@@ -160,15 +162,25 @@ double hist_zscore(struct hist *h, const struct hist_shape *s, int64_t now, doub
 	if (h->first_us == INT64_MIN || now - h->first_us < s->span_us / 2 || !isfinite(v))
 		return NAN;
 	int64_t cur = floor_div(now, s->slot_us);
-	double sum = 0, sq = 0, n = 0;
-	for (int64_t b = cur - s->nslots + 1; b <= cur; b++) {
-		if (h->newest == INT64_MIN || b > h->newest || b <= h->newest - (int64_t)s->nslots)
-			continue;
-		const double *z = h->z + 3 * slot_of(b, s->nslots);
-		sum += z[0];
-		sq += z[1];
-		n += z[2];
+	/* The totals change only with a sample or a new slot: summing the
+	 * ring (up to 1440 slots) at every evaluation would cost more than
+	 * the rest of the rule. */
+	if (h->sums_at != cur) {
+		double sum = 0, sq = 0, n = 0;
+		for (int64_t b = cur - s->nslots + 1; b <= cur; b++) {
+			if (h->newest == INT64_MIN || b > h->newest || b <= h->newest - (int64_t)s->nslots)
+				continue;
+			const double *z = h->z + 3 * slot_of(b, s->nslots);
+			sum += z[0];
+			sq += z[1];
+			n += z[2];
+		}
+		h->sum = sum;
+		h->sumsq = sq;
+		h->count = n;
+		h->sums_at = cur;
 	}
+	double sum = h->sum, sq = h->sumsq, n = h->count;
 	if (n < 2)
 		return NAN;
 	double mean = sum / n;
@@ -252,6 +264,7 @@ int hist_encode(const struct hist *h, const struct hist_shape *s, struct kl_buf 
 
 int hist_decode(struct hist *h, const struct hist_shape *s, struct kl_rd *r)
 {
+	h->sums_at = INT64_MIN;
 	h->first_us = kl_rd_i64(r);
 	h->newest = kl_rd_i64(r);
 	h->last_minute = kl_rd_i64(r);

@@ -122,6 +122,10 @@ struct hist {
 	int64_t last_minute; /* the minute last sampled */
 	double last_ref;     /* at the last evaluation: the mean (zscore) or baseline */
 	double last_score;   /* the z-score, or now / baseline */
+	/* zscore: the ring's totals over the slots ending at slot sums_at
+	 * (INT64_MIN: to be summed), kept until a sample or a new slot. */
+	int64_t sums_at;
+	double sum, sumsq, count;
 };
 
 void hist_shape_init(struct hist_shape *s, enum hist_kind kind, int64_t span_us);
