@@ -403,14 +403,17 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 int window_encode(const struct window *w, const struct window_shape *s, struct kl_buf *out)
 {
 	const struct expr *e = s->expr;
+	/* A slot no event reached for a whole ring keeps its old bucket: dead
+	 * (no window reads it), and window_decode would refuse it. */
+#define LIVE(b) (w->epoch[b] != INT64_MIN && w->epoch[b] > w->newest - (int64_t)s->nb)
 	unsigned used = 0;
 	for (unsigned b = 0; b < s->nb; b++)
-		used += w->epoch[b] != INT64_MIN;
+		used += LIVE(b);
 	int rc = kl_buf_put_i64(out, w->newest);
 	if (rc == 0)
 		rc = kl_buf_put_u64(out, used);
 	for (size_t b = 0; b < s->nb && rc == 0; b++) {
-		if (w->epoch[b] == INT64_MIN)
+		if (!LIVE(b))
 			continue;
 		rc = kl_buf_put_i64(out, w->epoch[b]);
 		for (unsigned c = 0; c < e->ncells && rc == 0; c++)
@@ -420,6 +423,7 @@ int window_encode(const struct window *w, const struct window_shape *s, struct k
 		for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
 			rc = hll_encode(&w->hlls[b * e->nhlls + k], out);
 	}
+#undef LIVE
 	return rc;
 }
 
