@@ -332,8 +332,7 @@ static const char *const paths[] = {
 	"/api/summary/", "/api/profile/", "/dashboard/", "/accounts/login/?next=/dashboard/",
 };
 static const char *const agents[] = {
-	"Mozilla/5.0 (X11; Linux x86_64) Chrome/119.0", "Mozilla/5.0 (iPhone) Safari/604.1",
-	"DebtProfile/2.4.1 (iOS 17.1)", "okhttp/4.11.0",
+	"Mozilla/5.0 Chrome/119.0", "Mozilla/5.0 Safari/604.1", "DebtProfile/2.4.1", "okhttp/4.11.0",
 };
 
 static void emit_nginx(long long sec, const struct effects *e)
