@@ -143,6 +143,8 @@ void hist_sample(struct hist *h, const struct hist_shape *s, int64_t now, double
 	int64_t bucket = floor_div(now, s->slot_us);
 	if (h->newest != INT64_MIN && bucket < h->newest)
 		return; /* the clock went back: keep the ring as it is */
+	if (h->newest != INT64_MIN && bucket - h->newest >= (int64_t)s->nslots)
+		h->first_us = INT64_MIN; /* a gap longer than the ring forgot it all: learn again */
 	advance(h, s, bucket);
 	size_t i = slot_of(bucket, s->nslots);
 	if (s->kind == HIST_ZSCORE) {

@@ -44,6 +44,9 @@ int args_parse(const char *cmd, int argc, char **argv, bool pairs, struct args *
 			out->files[out->nfiles].name = argv[i];
 			out->files[out->nfiles].path = eq + 1;
 			out->nfiles++;
+		} else if (pairs && !strcmp(a, "--state")) {
+			if (!(out->state = value_of(cmd, argc, argv, &i)))
+				return -1;
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr, "klaxon %s: unknown option '%s' (see klaxon --help)\n", cmd, a);
 			return -1;

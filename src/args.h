@@ -17,6 +17,7 @@ struct args {
 		const char *path;
 	} files[ARGS_MAX_SOURCES];
 	size_t nfiles;
+	const char *state;	/* replay: --state DIR */
 	const char *positional[4];
 	size_t npositional;
 };

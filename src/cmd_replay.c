@@ -6,9 +6,16 @@
  * event-time clock (src/event_clock.h: evaluation per batch of event time and
  * at every eval_interval tick, gaps included).
  * Alert transitions go to stdout only: a replay never pages anyone.
+ *
+ * --state DIR: the rules start from DIR/rules.state when it exists (the file
+ * `run` keeps in its state_dir: windows, alert states, anomaly histories,
+ * seen tables) with the clock where it stopped, and it is written there at
+ * the end, so replaying Monday then Tuesday gives the transitions of one
+ * pass over both, and a replay of the archives trains what `run` continues.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -182,6 +189,54 @@ static int gather(struct replay *rp, const struct args *a)
 	return 0;
 }
 
+#define STATE_NAME "rules.state"
+#define STATE_MAX (256u << 20)
+
+/* --state DIR: restore DIR/rules.state if it is there, and the clock with it. */
+static int state_load(struct replay *rp, const char *dir, struct kl_buf *path)
+{
+	if (kl_buf_appendf(path, "%s/%s", dir, STATE_NAME) < 0)
+		return -ENOMEM;
+	char *data = NULL;
+	size_t len = 0;
+	int rc = kl_read_file(path->p, STATE_MAX, &data, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0) {
+		fprintf(stderr, "klaxon replay: cannot read \"%s\": %s\n", path->p, strerror(-rc));
+		return rc;
+	}
+	struct rules_restore_stats st;
+	rc = rules_restore(rp->rt.rules, data, len, &st);
+	free(data);
+	if (rc < 0) {
+		fprintf(stderr, "klaxon replay: \"%s\" is damaged or from another version%s\n",
+			path->p, rc == -ENOMEM ? " (out of memory)" : "");
+		return rc;
+	}
+	/* Go on as if the last replay had not stopped: the ticks from its last
+	 * instant on are still to come (event times are whole seconds, often
+	 * exactly on a tick). */
+	int64_t step = rules_eval_interval(rp->rt.rules), t = st.saved_at_us;
+	rp->clock.now = rp->clock.last_batch = t;
+	rp->clock.next_tick = t % step ? t - t % step + step : t;
+	return 0;
+}
+
+static int state_write(struct replay *rp, const char *dir, const char *path)
+{
+	struct kl_buf b = { 0 };
+	int rc = mkdir(dir, 0750) < 0 && errno != EEXIST ? -errno : 0;
+	if (rc == 0)
+		rc = rules_save(rp->rt.rules, &b);
+	if (rc == 0)
+		rc = kl_write_file_atomic(path, b.p, b.len);
+	if (rc < 0)
+		fprintf(stderr, "klaxon replay: cannot write \"%s\": %s\n", path, strerror(-rc));
+	kl_buf_free(&b);
+	return rc;
+}
+
 static void summary(const struct replay *rp, double secs)
 {
 	uint64_t events = 0, errors = 0;
@@ -206,12 +261,13 @@ int cmd_replay(int argc, char **argv)
 		return EXIT_PROBLEMS;
 	struct replay rp = { 0 };
 	struct kl_diag d = { .out = stderr };
+	struct kl_buf state_path = { 0 };
 	int status = EXIT_PROBLEMS;
 	int64_t t0 = kl_mono_us();
 	event_clock_init(&rp.clock);
 	kl_log_set_quiet(true);
 	if (runtime_load(&rp.rt, path, &d) < 0 || runtime_open_sinks(&rp.rt, NULL) < 0 ||
-	    gather(&rp, &a) < 0)
+	    gather(&rp, &a) < 0 || (a.state && state_load(&rp, a.state, &state_path) < 0))
 		goto out;
 	for (size_t i = 0; i < rp.ncursors; i++)
 		advance(&rp, &rp.cursors[i]);
@@ -224,7 +280,10 @@ int cmd_replay(int argc, char **argv)
 	runtime_flush(&rp.rt);
 	summary(&rp, (double)(kl_mono_us() - t0) / 1e6);
 	status = rp.open_failed ? EXIT_PROBLEMS : EXIT_OK;
+	if (a.state && state_write(&rp, a.state, state_path.p) < 0)
+		status = EXIT_PROBLEMS;
 out:
+	kl_buf_free(&state_path);
 	for (size_t i = 0; i < rp.ncursors; i++) {
 		if (rp.cursors[i].reader)
 			ingest_reader_close(rp.cursors[i].reader);

@@ -293,6 +293,27 @@ def gen_nginx():
     return _gen
 
 
+_gens = {}
+
+
+def gen_bench(name):
+    """Path of bench/NAME (a C generator): the meson-built one, or compiled
+    here from bench/NAME.c into a temporary folder."""
+    if name in _gens:
+        return _gens[name]
+    built = os.path.join(SRC, "build", "bench", name)
+    if os.access(built, os.X_OK):
+        _gens[name] = built
+        return built
+    d = tmpdir("klaxon-gen")
+    exe = os.path.join(d, name)
+    rc, out, err = run(["cc", "-std=c11", "-O2", "-D_GNU_SOURCE", "-o", exe,
+                        os.path.join(SRC, "bench", name + ".c"), "-lm"])
+    check(rc == 0, "cannot compile bench/%s.c:\n%s" % (name, tail(err)))
+    _gens[name] = exe
+    return exe
+
+
 def write(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
