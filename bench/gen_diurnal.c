@@ -335,7 +335,7 @@ static const char *const agents[] = {
 	"Mozilla/5.0 Chrome/119.0", "Mozilla/5.0 Safari/604.1", "DebtProfile/2.4.1", "okhttp/4.11.0",
 };
 
-static void emit_nginx(long long sec, const struct effects *e)
+static void emit_nginx(const struct effects *e)
 {
 	char *const start = reserve();
 	char *p = start;
@@ -487,7 +487,7 @@ static void gen_day(int day)
 		if (n)
 			format_time(sec);
 		while (n--)
-			emit_nginx(sec, &e);
+			emit_nginx(&e);
 	}
 }
 
