@@ -73,6 +73,13 @@
 #define ROTATE_WAIT_INTERVALS 5.0  /* drained files stay open this many stat intervals */
 #define IGNORED_MAX 256		   /* problem names remembered (to log each once) */
 #define GZ_IN (64 * 1024)	   /* compressed bytes read per wake-up */
+/* File times come from the kernel's coarse clock, up to a tick (1-10 ms)
+ * behind the wall clock we compare them with: a generation that came and
+ * went between two looks may carry an mtime just before the first look.
+ * Far below rotate_wait, so a generation closed after it went quiet is never
+ * taken for a new one. Not for copytruncate's copies: the copy of the
+ * truncation at hand is often that recent and read already. */
+#define MTIME_SLACK_US 20000
 #define SIBLINGS_MAX 4096	   /* rotated siblings of one name considered at restore */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
@@ -944,6 +951,39 @@ static void start_drain(struct tfile *f, const char *why)
 	schedule_read(f); /* to its end, which releases the file behind it */
 }
 
+/* The last file of the chain of generations read after f. */
+static struct tfile *chain_tail(struct tfile *f)
+{
+	while (f->waiter)
+		f = f->waiter;
+	return f;
+}
+
+/*
+ * f was rotated and its name named the file ps when we looked: open what the
+ * name names now. Under a logrotate that is fast next to us, the name may
+ * have moved on again in between (ps renamed, even compressed, and a newer
+ * file created): ps is a sibling by now, modified since we last saw the name
+ * name f, and is read before the file opened, as any generation that came
+ * and went between two looks.
+ */
+static void open_successor(struct tfile *f, const struct stat *ps)
+{
+	struct ingest_tail *t = f->t;
+	struct tfile *g = open_file(t, f->path, false);
+	if (g && ((g->dev == ps->st_dev && g->ino == ps->st_ino) || g->draining))
+		return; /* the file we saw, or a generation followed already */
+	/* g NULL: the name vanished meanwhile; ps may still be a sibling. */
+	struct tfile *tail = chain_tail(f);
+	if (g && g->wait) {
+		g->wait->waiter = NULL; /* it waits behind the newcomers instead */
+		g->wait = NULL;
+		tail = chain_tail(f);
+	}
+	follow_since(t, f->path, g ? g->dev : 0, g ? g->ino : 0, f->name_ok_us - MTIME_SLACK_US,
+		     tail, g);
+}
+
 /* Returns false if f was closed. */
 static bool reconcile_file(struct tfile *f)
 {
@@ -972,7 +1012,7 @@ static bool reconcile_file(struct tfile *f)
 			if (g)
 				rename_file(g, f->path); /* another followed file moved here */
 			else if (S_ISREG(ps.st_mode))
-				open_file(t, f->path, false);
+				open_successor(f, &ps);
 			else
 				note_ignored(t, f->path, ps.st_mode);
 		}
@@ -1678,7 +1718,7 @@ static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
 		f->waiter = NULL;
 		after->wait = NULL;
 	}
-	follow_since(f->t, f->path, cur_dev, cur_ino, f->name_ok_us, f, after);
+	follow_since(f->t, f->path, cur_dev, cur_ino, f->name_ok_us - MTIME_SLACK_US, f, after);
 }
 
 /*

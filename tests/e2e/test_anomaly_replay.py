@@ -112,6 +112,7 @@ def make_config(d):
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [%s]
 sources:
   - {name: nginx, path: %s/none-nginx.log, parser: nginx_timed}

@@ -78,6 +78,7 @@ def config(d, rule_files):
     path = os.path.join(d, "klaxon-%d.yml" % len(os.listdir(d)))
     write(path, """\
 state_dir: %s
+listen: off
 rule_files: [%s]
 sources:
   - {name: nginx, path: %s, parser: nginx_timed}

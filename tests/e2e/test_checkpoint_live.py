@@ -114,6 +114,7 @@ rules:
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 sources:
   - {name: app, path: %s, parser: nginx_timed, from: beginning}
@@ -255,7 +256,8 @@ sinks:
         missing = [i for i in range(n) if got[i] == 0]
         dups = sorted(i for i, c in got.items() if c > 1 and i not in base_dups)
         check(not missing, "%s: %d missing, e.g. %s" % (what, len(missing), missing[:20]))
-        check(not dups, "%s: %d read more than once, e.g. %s" % (what, len(dups), dups[:20]))
+        check(not dups, "%s: %d read more than once, e.g. %s; this run's log:\n%s"
+              % (what, len(dups), dups[:20], tail(read_bytes(cur_err()), 30)))
 
     # C: rotation (rename + create) while stopped
     stop_term(kl)

@@ -441,6 +441,7 @@ rules:
         self.cfg = os.path.join(d, "klaxon.yml")
         write(self.cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 sources:
   - {name: app, path: %s, parser: nginx_timed, from: beginning}

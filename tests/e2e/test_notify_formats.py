@@ -517,6 +517,7 @@ def body():
                     for name, (typ, path, _) in SINKS.items())
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 external_url: %s
 sources:

@@ -66,6 +66,7 @@ def setup(rv, name, rules, sinks, policy, sources=("nginx",)):
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 sources:
 %ssinks:

@@ -58,6 +58,7 @@ def body():
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 eval_interval: 1s
 rule_files: [rules.yml]
 sources:

@@ -40,6 +40,7 @@ rules:
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 sources:
   - {name: nginx, path: %s, parser: nginx_timed, from: beginning}

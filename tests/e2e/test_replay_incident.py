@@ -36,6 +36,7 @@ def make_config(d, log_path):
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [%s]
 sources:
   - {name: nginx, path: %s, parser: nginx_timed, from: beginning}

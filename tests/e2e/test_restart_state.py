@@ -59,6 +59,7 @@ rules:
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 eval_interval: 200ms
 sources:

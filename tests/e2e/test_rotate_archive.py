@@ -77,6 +77,7 @@ def body():
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rotate:
   - {path: '%s/access.log.*', compress_after: 7d, delete_after: 30d}
 """ % (os.path.join(d, "state"), logs))
@@ -135,6 +136,7 @@ rotate:
           "a world-writable directory was not refused:\n" + out)
     write(cfg, """\
 state_dir: %s
+listen: off
 rotate:
   - {path: '%s/access.log.*', compress_after: 7d, allow_unsafe_dir: true}
 """ % (os.path.join(d, "state"), logs))

@@ -81,6 +81,7 @@ def body():
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rotate:
   - {path: '%s/*.log', max_size: 1KiB, keep: 3, compress_after: 0s}
 """ % (os.path.join(d, "state"), b))

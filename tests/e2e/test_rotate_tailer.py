@@ -44,6 +44,7 @@ def part_a(d):
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 rotate_interval: 100ms
 sources:

@@ -115,6 +115,7 @@ rules:
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, """\
 state_dir: %s
+listen: off
 rule_files: [rules.yml]
 sources:
   - {name: app, path: %s, parser: nginx_timed, from: beginning}

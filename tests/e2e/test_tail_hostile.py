@@ -388,6 +388,7 @@ class WatchLimit(Case):
         self.cfg = os.path.join(self.d, t + ".yml")
         write(self.cfg, """\
 state_dir: %s
+listen: off
 rule_files: [%s-rules.yml]
 sources:
   - {name: ns, path: %s, parser: nginx_timed, from: beginning}
@@ -889,7 +890,7 @@ def body():
     write(os.path.join(d, "rules.yml"), RULES % "many")
 
     def config(sink):
-        return ("state_dir: %s\nrule_files: [rules.yml]\nsources:\n%s"
+        return ("state_dir: %s\nlisten: off\nrule_files: [rules.yml]\nsources:\n%s"
                 "sinks:\n  - {name: ev, type: jsonl, path: %s, what: events}\n"
                 % (yaml_str(os.path.join(d, "state")), "".join(c.source() or "" for c in cases),
                    yaml_str(sink)))
