@@ -80,7 +80,8 @@
  * taken for a new one. Not for copytruncate's copies: the copy of the
  * truncation at hand is often that recent and read already. */
 #define MTIME_SLACK_US 20000
-#define SIBLINGS_MAX 4096	   /* rotated siblings of one name considered at restore */
+#define SIBLINGS_MAX 4096
+#define SIBLING_PASSES 4	   /* readdir passes until one finds nothing new */	   /* rotated siblings of one name considered at restore */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
@@ -424,8 +425,10 @@ static void truncated(struct tfile *f, uint64_t size)
 	struct ingest_tail *t = f->t;
 	t->st.truncations++;
 	/* copytruncate: what we had not read yet is in the copy; read it there
-	 * first (the partial line too, whole), then this file from 0. */
-	bool copied = f->off > f->lines.len && drain_copy(f);
+	 * first (the partial line too, whole), then this file from 0. That is
+	 * all of it when we had read nothing yet (waiting behind generations to
+	 * read first), so the copy is looked for whenever we know first bytes. */
+	bool copied = drain_copy(f);
 	/* Truncated more than once since we last saw its content: the copies
 	 * made in between come after that copy, before this file. */
 	struct tfile *copy = f->wait;
@@ -1428,6 +1431,10 @@ struct sib {
 	const struct saved *rec; /* the saved record located here, or NULL */
 	int fd;			 /* open since the listing: logrotate may rename it meanwhile */
 	int rank;		 /* 2: identity and content, 1: content only */
+	/* Its first bytes (uncompressed), read once when first compared: a
+	 * restore ranks every sibling against every record. -1: not read. */
+	ssize_t head_len;
+	char head[FP_MAX];
 };
 
 static bool is_gz_name(const char *name)
@@ -1461,18 +1468,30 @@ static void split_path(const char *path, char dir[PATH_MAX], const char **base)
 	}
 }
 
-/* Is this open sibling the saved file r? 2, 1 (see struct sib) or 0. */
-static int sib_rank(const struct sib *c, int fd, const struct saved *r)
+static const char *sib_head(struct sib *c)
 {
-	char b[FP_MAX];
-	if (c->gz) {
-		/* Compressed meanwhile: only its first bytes can tell. */
-		if (r->fp_len == 0)
-			return 0;
-		ssize_t n = gz_peek(fd, b, r->fp_len);
-		return n == (ssize_t)r->fp_len && fp_hash(b, r->fp_len) == r->fp ? 1 : 0;
+	if (c->head_len < 0) {
+		size_t want = c->size < FP_MAX ? (size_t)c->size : FP_MAX;
+		ssize_t n = c->gz ? gz_peek(c->fd, c->head, FP_MAX)
+				  : pread_all(c->fd, c->head, want, 0);
+		c->head_len = n < 0 ? 0 : n;
 	}
-	if (!same_content(fd, c->size, r))
+	return c->head;
+}
+
+/* Does the sibling start with the bytes r was fingerprinted on? */
+static bool sib_starts_as(struct sib *c, const struct saved *r)
+{
+	const char *h = sib_head(c);
+	return (size_t)c->head_len >= r->fp_len && fp_hash(h, r->fp_len) == r->fp;
+}
+
+/* Is this open sibling the saved file r? 2, 1 (see struct sib) or 0. */
+static int sib_rank(struct sib *c, const struct saved *r)
+{
+	if (c->gz) /* compressed meanwhile: only its first bytes can tell */
+		return r->fp_len > 0 && sib_starts_as(c, r) ? 1 : 0;
+	if (c->size < r->off || c->size < r->fp_len || !sib_starts_as(c, r))
 		return 0;
 	if ((uint64_t)c->dev == r->dev && (uint64_t)c->ino == r->ino)
 		return 2;
@@ -1486,24 +1505,39 @@ static void sibs_free(struct sib *v, size_t n)
 	free(v);
 }
 
-/* The regular-file siblings of path, not followed already and not the file
- * now under the name (cur). A plain NAME.1 hides a NAME.1.gz being written
- * from it. Heap array in *out (free it), or -ENOMEM. */
-static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev, ino_t cur_ino,
-			 struct sib **out, size_t *nout)
+static bool sib_listed(const struct sib *v, size_t n, dev_t dev, ino_t ino)
 {
-	char dir[PATH_MAX];
-	const char *base;
-	split_path(path, dir, &base);
-	size_t blen = strlen(base), n = 0, cap = 0;
-	struct sib *v = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].dev == dev && v[i].ino == ino)
+			return true;
+	return false;
+}
+
+/* Room for one more sibling in *v. */
+static int sib_reserve(struct sib **v, size_t n, size_t *cap)
+{
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? *cap * 2 : 16;
+	struct sib *nv = realloc(*v, c * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+/* One readdir pass over dir: add the siblings of base not listed yet.
+ * Returns how many were added, or -ENOMEM. */
+static int list_pass(struct ingest_tail *t, const char *dir, const char *base, dev_t cur_dev,
+		     ino_t cur_ino, struct sib **v, size_t *n, size_t *cap)
+{
+	size_t blen = strlen(base), before = *n;
 	DIR *d = opendir(dir);
-	*out = NULL;
-	*nout = 0;
 	if (!d)
 		return 0;
 	struct dirent *de;
-	while ((de = readdir(d)) != NULL && n < SIBLINGS_MAX) {
+	while ((de = readdir(d)) != NULL && *n < SIBLINGS_MAX) {
 		const char *nm = de->d_name;
 		if (strncmp(nm, base, blen) != 0 || (nm[blen] != '.' && nm[blen] != '-') ||
 		    nm[blen + 1] == '\0')
@@ -1512,18 +1546,11 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		size_t nl = strlen(nm);
 		if ((compressed_name(nm) && !gz) || (nl > 4 && strcmp(nm + nl - 4, ".tmp") == 0))
 			continue; /* bzip2, xz, zstd: not read here; NAME.1.gz.tmp: a compressor's */
-		if (n == cap) {
-			size_t c = cap ? cap * 2 : 16;
-			struct sib *nv = realloc(v, c * sizeof *nv);
-			if (!nv) {
-				closedir(d);
-				sibs_free(v, n);
-				return -ENOMEM;
-			}
-			v = nv;
-			cap = c;
+		if (sib_reserve(v, *n, cap) < 0) {
+			closedir(d);
+			return -ENOMEM;
 		}
-		struct sib *c = &v[n];
+		struct sib *c = &(*v)[*n];
 		memset(c, 0, sizeof *c);
 		int w = snprintf(c->path, sizeof c->path, "%s/%s", dir, nm);
 		struct stat st;
@@ -1535,7 +1562,8 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		if (c->fd < 0)
 			continue;
 		if (fstat(c->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    (st.st_dev == cur_dev && st.st_ino == cur_ino) || find_ino(t, st.st_dev, st.st_ino)) {
+		    (st.st_dev == cur_dev && st.st_ino == cur_ino) || find_ino(t, st.st_dev, st.st_ino) ||
+		    sib_listed(*v, *n, st.st_dev, st.st_ino)) {
 			close(c->fd);
 			continue;
 		}
@@ -1544,23 +1572,60 @@ static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev,
 		c->mtime = st.st_mtim;
 		c->size = (uint64_t)st.st_size;
 		c->gz = gz;
-		n++;
+		c->head_len = -1;
+		(*n)++;
 	}
 	closedir(d);
-	/* NAME.1.gz next to NAME.1: gzip is still at work; the plain one counts. */
-	for (size_t i = 0; i < n;) {
+	return (int)(*n - before);
+}
+
+/* NAME.1.gz next to NAME.1: gzip is still at work; the plain one counts. */
+static void drop_compressing(struct sib *v, size_t *n)
+{
+	for (size_t i = 0; i < *n;) {
 		bool dup = false;
 		size_t len = strlen(v[i].path);
-		for (size_t k = 0; v[i].gz && k < n && !dup; k++)
+		for (size_t k = 0; v[i].gz && k < *n && !dup; k++)
 			dup = k != i && !v[k].gz && strlen(v[k].path) == len - 3 &&
 			      memcmp(v[k].path, v[i].path, len - 3) == 0;
 		if (dup) {
 			close(v[i].fd);
-			v[i] = v[--n];
+			v[i] = v[--*n];
 		} else {
 			i++;
 		}
 	}
+}
+
+/*
+ * The regular-file siblings of path, not followed already and not the file
+ * now under the name (cur). Heap array in *out (free it), or -ENOMEM.
+ *
+ * readdir over a directory whose entries are renamed meanwhile (a logrotate
+ * shifting NAME.1 … NAME.500 every few milliseconds) may skip an entry moved
+ * behind the cursor. Passes are repeated, each adding what the others missed
+ * (known by inode, its fd held), until one finds nothing new.
+ */
+static int list_siblings(struct ingest_tail *t, const char *path, dev_t cur_dev, ino_t cur_ino,
+			 struct sib **out, size_t *nout)
+{
+	char dir[PATH_MAX];
+	const char *base;
+	size_t n = 0, cap = 0;
+	struct sib *v = NULL;
+	split_path(path, dir, &base);
+	*out = NULL;
+	*nout = 0;
+	for (int pass = 0; pass < SIBLING_PASSES; pass++) {
+		int added = list_pass(t, dir, base, cur_dev, cur_ino, &v, &n, &cap);
+		if (added < 0) {
+			sibs_free(v, n);
+			return -ENOMEM;
+		}
+		if (added == 0 && pass > 0)
+			break;
+	}
+	drop_compressing(v, &n);
 	*out = v;
 	*nout = n;
 	return 0;
@@ -1618,7 +1683,7 @@ static struct tfile *follow_sibling(struct ingest_tail *t, const struct sib *c, 
 }
 
 /* Every record of path that moved away is among the siblings listed. */
-static bool all_located(const struct sib *sibs, size_t ns, const struct saved *v, size_t n,
+static bool all_located(struct sib *sibs, size_t ns, const struct saved *v, size_t n,
 			const char *path)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1626,13 +1691,8 @@ static bool all_located(const struct sib *sibs, size_t ns, const struct saved *v
 		bool found = false;
 		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
 			continue;
-		for (size_t k = 0; k < ns && !found; k++) {
-			int fd = dup(sibs[k].fd);
-			if (fd < 0)
-				continue;
-			found = sib_rank(&sibs[k], fd, r) > 0;
-			close(fd);
-		}
+		for (size_t k = 0; k < ns && !found; k++)
+			found = sib_rank(&sibs[k], r) > 0;
 		if (!found)
 			return false;
 	}
@@ -1664,13 +1724,9 @@ static bool drain_copy(struct tfile *f)
 		return false;
 	for (size_t k = 0; k < ns; k++) {
 		struct sib *c = &sibs[k];
-		int fd = dup(c->fd);
-		if (fd < 0)
-			continue;
 		/* The newest match: older generations may share first bytes. */
-		if (sib_rank(c, fd, &r) > 0 && (!best || by_mtime(c, best) > 0))
+		if (sib_rank(c, &r) > 0 && (!best || by_mtime(c, best) > 0))
 			best = c;
-		close(fd);
 	}
 	struct tfile *copy = NULL;
 	if (best && (best->gz || best->size > r.off)) {
@@ -1689,17 +1745,13 @@ static bool drain_copy(struct tfile *f)
 
 /* A sibling holding a file we follow under the same name (compressed meanwhile,
  * or copied): its first bytes are that file's. Not a generation of its own. */
-static bool copy_of_followed(struct ingest_tail *t, const struct sib *c, const char *path)
+static bool copy_of_followed(struct ingest_tail *t, struct sib *c, const char *path)
 {
-	int fd = dup(c->fd);
 	bool copy = false;
-	if (fd < 0)
-		return true; /* gone already: nothing to read */
 	for (struct tfile *o = t->files; o && !copy; o = o->next) {
 		struct saved r = { .fp = o->fp, .fp_len = o->fp_len };
-		copy = !o->gz && strcmp(o->path, path) == 0 && sib_rank(c, fd, &r) > 0;
+		copy = !o->gz && strcmp(o->path, path) == 0 && sib_rank(c, &r) > 0;
 	}
-	close(fd);
 	return copy;
 }
 
@@ -1782,22 +1834,20 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		const struct saved *r = &v[i];
 		if (r->ignore || r->in_place || strcmp(r->path, path) != 0)
 			continue;
+		/* The best match not claimed as well or better by another record. */
 		struct sib *best = NULL;
+		int best_rank = 0;
 		for (size_t k = 0; k < ns; k++) {
-			struct sib *c = &sibs[k];
-			int fd = dup(c->fd);
-			if (fd < 0)
-				continue;
-			int rank = sib_rank(c, fd, r);
-			close(fd);
-			if (rank > c->rank && rank > (best ? best->rank : 0)) {
-				best = c;
-				best->rank = rank;
+			int rank = sib_rank(&sibs[k], r);
+			if (rank > sibs[k].rank && rank > best_rank) {
+				best = &sibs[k];
+				best_rank = rank;
 			}
 		}
-		if (best)
+		if (best) {
 			best->rec = r;
-		else
+			best->rank = best_rank;
+		} else
 			restore_lost(t, r, (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino);
 	}
 	if (ns > 1)
@@ -1821,12 +1871,23 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	return 0;
 }
 
+/* The newest generation of path being read to its end (what a new file
+ * under the name waits for, as track() finds it), or NULL. */
+static struct tfile *last_generation(struct ingest_tail *t, const char *path)
+{
+	struct tfile *last = NULL;
+	for (struct tfile *o = t->files; o; o = o->next)
+		if (o->draining && !o->waiter && strcmp(o->path, path) == 0)
+			last = o;
+	return last;
+}
+
 /* Open r->path: resume the saved file that is still there, or read the new
  * one from 0 (it replaced the saved one, or the saved one was truncated). */
-static void restore_path(struct ingest_tail *t, const struct saved *v, size_t n, const char *path)
+static void restore_path(struct ingest_tail *t, const struct saved *v, size_t n, const char *path,
+			 int fd, int64_t opened_us)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return; /* picked up by the scan if it appears */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || find_ino(t, st.st_dev, st.st_ino)) {
@@ -1844,6 +1905,9 @@ static void restore_path(struct ingest_tail *t, const struct saved *v, size_t n,
 		close(fd);
 		return;
 	}
+	/* The name was seen naming it when it was opened, before the siblings
+	 * were read: a generation rotated since is found by its mtime. */
+	f->name_ok_us = f->content_ok_us = opened_us;
 	if (r) {
 		f->lines.skipping = r->skip;
 		kl_log(KL_LOG_INFO, "tail %s: resuming \"%s\" (inode %llu) at offset %llu of %llu",
@@ -1891,18 +1955,31 @@ static int restore(struct ingest_tail *t, struct saved *v, size_t n)
 			seen = !v[k].ignore && strcmp(v[k].path, r->path) == 0;
 		if (r->ignore || seen)
 			continue; /* one pass per name */
+		/* Opened first, and followed by this fd: a logrotate running now
+		 * may rotate the name again before we are done with its siblings;
+		 * the file we excluded from them is the one we follow. */
 		struct stat st;
 		dev_t cd = 0;
 		ino_t ci = 0;
-		if (stat(r->path, &st) == 0 && S_ISREG(st.st_mode)) {
+		int64_t opened_us = kl_wall_us();
+		int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 			cd = st.st_dev;
 			ci = st.st_ino;
 		}
 		int rc = restore_rotated(t, v, n, r->path, cd, ci);
-		if (rc < 0)
+		if (rc < 0) {
+			if (fd >= 0)
+				close(fd);
 			return rc;
+		}
+		/* Rotated or copied again while we read the records' siblings. */
+		follow_since(t, r->path, cd, ci, opened_us - MTIME_SLACK_US,
+			     last_generation(t, r->path), NULL);
 		if (!find_path(t, r->path))
-			restore_path(t, v, n, r->path);
+			restore_path(t, v, n, r->path, fd, opened_us);
+		else if (fd >= 0)
+			close(fd);
 	}
 	return 0;
 }

@@ -18,9 +18,9 @@
  *   end
  *
  * It is read once at start (missing: a first start; invalid: logged, then as
- * if missing), and written with the durable-write recipe every
- * CHECKPOINT_INTERVAL when it changed, and at a clean stop after the last
- * flush. Offsets are those of lines already handed on and flushed to the
+ * if missing), and written with the durable-write recipe once the files are
+ * open, then every CHECKPOINT_INTERVAL when it changed, and at a clean stop
+ * after the last flush. Offsets are those of lines already handed on and flushed to the
  * sinks: after a crash, at most the lines of the last interval come again.
  *
  * Rule state: state_dir/rules.state holds every rule's windows and alert
@@ -587,6 +587,10 @@ int cmd_run(int argc, char **argv)
 	free(r.ckpt_data); /* the tails have read their sections */
 	r.ckpt_data = NULL;
 	memset(r.ckpt_sec, 0, r.rt.cfg->nsources * sizeof *r.ckpt_sec);
+	/* At once, not after the first interval: a run killed sooner still
+	 * leaves the files it follows (and the generations it found rotated)
+	 * for the next, which otherwise would take itself for a first start. */
+	ckpt_write(&r);
 	watch(&r);
 	if (start_rotator(&r) < 0)
 		goto out;
