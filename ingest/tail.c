@@ -119,6 +119,9 @@ struct tfile {
 	bool warned_long; /* an over-long line was logged */
 	int64_t name_ok_us; /* wall time its name was last seen naming it */
 	int64_t content_ok_us; /* wall time its content was last seen unchanged */
+	/* Seen empty after a truncation, nothing learned of its content since:
+	 * another copytruncate may have come and gone before our next look. */
+	bool emptied;
 };
 
 /*
@@ -135,6 +138,14 @@ struct tgz {
 	bool eof;	   /* no more compressed input */
 	bool ended;	   /* the last member's end was reached */
 };
+
+/* A content we read up to end: identified by its first fp_len bytes. */
+struct done_content {
+	uint64_t fp;
+	size_t fp_len;
+	uint64_t end;
+};
+#define DONE_MAX 16
 
 struct ingest_tail {
 	struct ev_loop *loop;
@@ -163,6 +174,11 @@ struct ingest_tail {
 	char *ignored[IGNORED_MAX]; /* names already reported (first_report) */
 	size_t nignored;
 	bool warned_ignored;
+
+	/* The last contents read to their end (or until truncated): a copy or
+	 * generation of one of them met among the siblings is not read again. */
+	struct done_content done[DONE_MAX];
+	size_t ndone; /* entries written so far; the ring holds the last DONE_MAX */
 
 	struct ingest_tail_stats st;
 	uint64_t too_long_closed; /* too_long of files already closed */
@@ -414,6 +430,14 @@ static void read_error(struct tfile *f, const char *what, int e)
 	release_waiter(f);
 }
 
+/* Remember a content read up to end (see struct done_content). */
+static void remember_done(struct ingest_tail *t, uint64_t fp, size_t fp_len, uint64_t end)
+{
+	if (fp_len == 0)
+		return;
+	t->done[t->ndone++ % DONE_MAX] = (struct done_content){ fp, fp_len, end };
+}
+
 /* Defined with the restore code, whose sibling search they share. */
 static bool drain_copy(struct tfile *f);
 static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino);
@@ -448,11 +472,31 @@ static void truncated(struct tfile *f, uint64_t size)
 	} else {
 		flush_pending(f);
 	}
+	if (!f->gz)
+		remember_done(t, f->fp, f->fp_len, f->off);
 	f->off = 0;
 	f->fp = fp_hash("", 0);
 	f->fp_len = 0;
 	fp_check(f, size);
+	f->emptied = f->fp_len == 0;
 	f->at_eof = false;
+}
+
+/*
+ * f, seen empty after a truncation, has content now that we know nothing
+ * of: if it was copied and truncated again in between (a logrotate every
+ * few milliseconds outruns a busy loop), that copy is among the siblings,
+ * modified since we last saw f's content, neither followed nor read. It is
+ * read before f.
+ */
+static void copies_unseen(struct tfile *f)
+{
+	struct tfile *before = f->wait;
+	if (before) {
+		before->waiter = NULL;
+		f->wait = NULL;
+	}
+	follow_since(f->t, f->path, f->dev, f->ino, f->content_ok_us - MTIME_SLACK_US, before, f);
 }
 
 /*
@@ -471,10 +515,15 @@ static bool check_content(struct tfile *f)
 	}
 	uint64_t size = (uint64_t)fs.st_size;
 	int64_t looked = kl_wall_us();
-	if (size < f->off || (size > f->off && fp_check(f, size) == 1))
+	if (size < f->off || (size > f->off && fp_check(f, size) == 1)) {
 		truncated(f, size);
-	else
-		f->content_ok_us = looked;
+		return size > f->off;
+	}
+	if (f->emptied && size > 0) {
+		f->emptied = false;
+		copies_unseen(f);
+	}
+	f->content_ok_us = looked;
 	return size > f->off;
 }
 
@@ -700,6 +749,7 @@ static void close_file(struct tfile *f, bool flush)
 
 	if (flush)
 		flush_pending(f);
+	remember_done(t, f->fp, f->fp_len, f->off);
 	release_waiter(f);
 	if (f->wait) {
 		f->wait->waiter = NULL;
@@ -1743,6 +1793,21 @@ static bool drain_copy(struct tfile *f)
 	return copy != NULL;
 }
 
+/* A sibling holding a content we read to its end already: a copy made
+ * before a truncation we had caught up with, or a finished generation (plain,
+ * no longer than what we read; or compressed meanwhile). */
+static bool already_read(struct ingest_tail *t, struct sib *c)
+{
+	size_t n = t->ndone < DONE_MAX ? t->ndone : DONE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		const struct done_content *d = &t->done[i];
+		struct saved r = { .fp = d->fp, .fp_len = d->fp_len };
+		if ((c->gz || c->size <= d->end) && sib_starts_as(c, &r))
+			return true;
+	}
+	return false;
+}
+
 /* A sibling holding a file we follow under the same name (compressed meanwhile,
  * or copied): its first bytes are that file's. Not a generation of its own. */
 static bool copy_of_followed(struct ingest_tail *t, struct sib *c, const char *path)
@@ -1788,7 +1853,8 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 		for (size_t k = 0; k < ns; k++) {
 			int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 +
 				    sibs[k].mtime.tv_nsec / 1000;
-			if (m > since_us && !copy_of_followed(t, &sibs[k], name))
+			if (m > since_us && !copy_of_followed(t, &sibs[k], name) &&
+			    !already_read(t, &sibs[k]))
 				sibs[keep++] = sibs[k];
 			else
 				close(sibs[k].fd);

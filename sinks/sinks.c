@@ -380,6 +380,17 @@ int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *
 	return -ENOENT;
 }
 
+uint64_t sinks_spooled(const struct sinks *s)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; s && i < s->nnotifiers; i++) {
+		struct sink_stats st;
+		notifier_get_stats(s->notifiers[i], &st);
+		n += st.spooled;
+	}
+	return n;
+}
+
 void sinks_get_latency(const struct sinks *s, struct sink_latency *out)
 {
 	memset(out, 0, sizeof *out);

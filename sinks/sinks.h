@@ -141,6 +141,9 @@ struct sink_stats {
 };
 /* Stats of the sink named name; -ENOENT if there is none. */
 int sinks_get_stats(const struct sinks *s, const char *name, struct sink_stats *out);
+/* Messages written to the spool so far, every notifier summed: the caller
+ * saves its own state when this moves (see cmd_run's checkpoint). */
+uint64_t sinks_spooled(const struct sinks *s);
 
 /*
  * Line-to-page latency: for each message a notifier delivered (2xx) that

@@ -30,6 +30,11 @@
  * one interval twice, never loses them). At start it is restored into the
  * freshly loaded rules and the firing alerts are announced to the sinks as
  * restored: nothing is paged again, resolutions still go out.
+ *
+ * A message spooled for a notifier writes both at once (before the loop
+ * sleeps again), not at the next interval: a crash right after a page is
+ * queued must not resume before the line that caused it, read it again,
+ * and page twice.
  */
 #include <errno.h>
 #include <ev.h>
@@ -93,6 +98,8 @@ struct run {
 	struct kl_buf ckpt_next;
 	bool ckpt_failing;	   /* the last write failed (logged once) */
 	ev_timer ckpt;
+	ev_prepare spooled_w;	   /* a message spooled since: checkpoint now */
+	uint64_t spooled;	   /* sinks_spooled() at the last checkpoint */
 	/* rule state */
 	char *rstate_path;
 	struct kl_buf rstate;
@@ -419,11 +426,23 @@ static void ckpt_write(struct run *r)
 	*b = tmp;
 }
 
+static void checkpoint_now(struct run *r)
+{
+	runtime_flush(&r->rt); /* what the offsets count as handed on is out */
+	r->spooled = sinks_spooled(r->rt.sinks);
+	ckpt_write(r);
+}
+
 static void on_checkpoint(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	checkpoint_now(w->data);
+}
+
+static void on_spooled(struct ev_loop *loop, ev_prepare *w, int revents)
+{
 	struct run *r = w->data;
-	runtime_flush(&r->rt); /* what the offsets count as handed on is out */
-	ckpt_write(r);
+	if (sinks_spooled(r->rt.sinks) != r->spooled)
+		checkpoint_now(r);
 }
 
 static int start_tails(struct run *r)
@@ -558,6 +577,10 @@ static void watch(struct run *r)
 	ev_timer_init(&r->ckpt, on_checkpoint, CHECKPOINT_INTERVAL, CHECKPOINT_INTERVAL);
 	r->ckpt.data = r;
 	ev_timer_start(r->loop, &r->ckpt);
+	ev_prepare_init(&r->spooled_w, on_spooled);
+	r->spooled_w.data = r;
+	r->spooled = sinks_spooled(r->rt.sinks);
+	ev_prepare_start(r->loop, &r->spooled_w);
 }
 
 int cmd_run(int argc, char **argv)
@@ -610,6 +633,7 @@ out:
 	if (status == EXIT_OK)
 		ckpt_write(&r); /* after the last flush, before the tails go */
 	ev_timer_stop(r.loop, &r.ckpt);
+	ev_prepare_stop(r.loop, &r.spooled_w);
 	observe_free(r.obs);
 	rotate_free(r.rot); /* before the tails its hook reads */
 	for (size_t i = 0; i < r.nprobes; i++)
