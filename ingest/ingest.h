@@ -162,8 +162,10 @@ struct ingest_tail_opts {
 	 * we were stopped) is looked for among its siblings NAME.* and NAME-*
 	 * (compressed ones excluded) by identity or first bytes, read from its
 	 * offset to its end first, then the file now under the name from 0.
-	 * Files the records do not name follow from_beginning. Records whose path
-	 * the pattern no longer matches are ignored. Invalid records: logged, the
+	 * Files the records do not name appeared after the checkpoint: read from
+	 * 0, after their siblings modified since state_time_us (from_beginning
+	 * applies only without a checkpoint, or when records were ignored).
+	 * Records whose path the pattern no longer matches are ignored. Invalid records: logged, the
 	 * whole state ignored (check them first with ingest_tail_state_check). */
 	const char *state;
 	size_t state_len;

@@ -159,6 +159,10 @@ struct ingest_tail {
 	bool from_beginning;
 	bool initial; /* the first scan: existing files start at their end */
 	int64_t state_time_us; /* opts.state_time_us */
+	/* A checkpoint of this pattern exists and none of its records was
+	 * dropped: a file it does not name appeared since, and is read from 0
+	 * after its siblings modified since (whatever from_beginning says). */
+	bool new_since_ckpt;
 	char *rbuf;   /* chunk bytes; lines are views into it */
 
 	int ifd; /* inotify, or -1 */
@@ -953,6 +957,18 @@ static void rename_file(struct tfile *f, const char *path)
 	f->draining = false;
 }
 
+/*
+ * At start, a file the checkpoint does not name: it appeared after the
+ * checkpoint was written (a crash soon after its creation), so all of it is
+ * new, and so are the generations it was rotated into since.
+ */
+static void open_new_since_checkpoint(struct ingest_tail *t, const char *path)
+{
+	struct tfile *f = open_file(t, path, false);
+	if (f)
+		follow_since(t, path, f->dev, f->ino, t->state_time_us - MTIME_SLACK_US, NULL, f);
+}
+
 /* Find new matches of the pattern (and new names of draining files). */
 static void scan(struct ingest_tail *t)
 {
@@ -982,6 +998,10 @@ static void scan(struct ingest_tail *t)
 			 * (a rotation into the pattern): keep following it. */
 			if (f->draining)
 				rename_file(f, path);
+			continue;
+		}
+		if (t->initial && t->new_since_ckpt) {
+			open_new_since_checkpoint(t, path);
 			continue;
 		}
 		open_file(t, path, t->initial && !t->from_beginning);
@@ -2136,10 +2156,16 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 			       t->pattern, bad);
 		} else {
 			int rrc = restore(t, v, n);
+			bool dropped = false;
+			for (size_t i = 0; i < n; i++)
+				dropped |= v[i].ignore;
 			saved_free(v, n);
 			if (rrc == -ENOMEM)
 				goto fail;
+			t->new_since_ckpt = !dropped && t->state_time_us > 0;
 		}
+	} else if (opts->state && t->state_time_us > 0) {
+		t->new_since_ckpt = true; /* the checkpoint followed no file here */
 	}
 	t->initial = true;
 	reconcile(t, true, true);

@@ -1064,6 +1064,52 @@ static void test_checkpoint_unknown_file_follows_from(void **state)
 	kl_buf_free(&buf);
 }
 
+/* With the checkpoint's time known, a file it does not name appeared since:
+ * read from 0, whatever from_beginning says. */
+static void test_checkpoint_unknown_file_new_since(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	append(fx, "a.log", "a1\n");
+	start_simple(fx, "*.log", true);
+	assert_true(run_until_lines(fx, 1));
+	save_and_stop(fx, &buf);
+	int64_t saved_us = kl_wall_us();
+	append(fx, "b.log", "b1\n");
+	struct ingest_tail_opts o = opts_for(fx, "*.log", false);
+	o.state = buf.p;
+	o.state_len = buf.len;
+	o.state_time_us = saved_us;
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "b1");
+	kl_buf_free(&buf);
+}
+
+/* A checkpoint written before the file existed (it names no file): the file
+ * created, rotated and created again while we were stopped is read whole,
+ * its generation first. */
+static void test_checkpoint_empty_then_rotated(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t saved_us = kl_wall_us();
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\na2\n");
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log.1")), 0);
+	writer(fx, 1, "a.log");
+	put(fx, 1, "b1\n");
+	struct ingest_tail_opts o = opts_for(fx, "a.log", false);
+	o.state = "";
+	o.state_len = 0;
+	o.state_time_us = saved_us - 1000000; /* older than the files, past the slack */
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "b1");
+	assert_int_equal(stats(fx).rotations, 1);
+}
+
 static void test_checkpoint_inside_long_line(void **state)
 {
 	struct fixture *fx = *state;
@@ -1157,6 +1203,8 @@ int main(void)
 		T(test_line_mark_and_held_save),
 		T(test_checkpoint_replaced_while_stopped),
 		T(test_checkpoint_unknown_file_follows_from),
+		T(test_checkpoint_unknown_file_new_since),
+		T(test_checkpoint_empty_then_rotated),
 		T(test_checkpoint_inside_long_line),
 		T(test_checkpoint_state_check),
 	};
