@@ -1407,13 +1407,21 @@ int ingest_tail_save(const struct ingest_tail *t, struct kl_buf *out)
 	return ingest_tail_save_held(t, out, NULL, 0);
 }
 
+/* What a checkpoint says was handed on of f: a compressed file not read
+ * past the part a restore resumed it at yet still counts that part. */
+static uint64_t saved_offset(const struct tfile *f)
+{
+	uint64_t off = f->off - f->lines.len;
+	return f->gz && f->gz->skip_to > off ? f->gz->skip_to : off;
+}
+
 int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
 			  const struct ingest_mark *held, size_t nheld)
 {
 	size_t mark = out->len;
 	for (const struct tfile *f = t->files; f; f = f->next) {
 		/* The pending partial line was not handed on: it is read again. */
-		uint64_t off = f->off - f->lines.len;
+		uint64_t off = saved_offset(f);
 		bool skip = f->lines.skipping;
 		for (size_t i = 0; i < nheld; i++)
 			if (held[i].file == f && held[i].off < off) {
@@ -1438,7 +1446,7 @@ int ingest_tail_position(const struct ingest_tail *t, uint64_t dev, uint64_t ino
 {
 	for (const struct tfile *f = t->files; f; f = f->next)
 		if ((uint64_t)f->dev == dev && (uint64_t)f->ino == ino) {
-			*off = f->off - f->lines.len; /* as ingest_tail_save says */
+			*off = saved_offset(f); /* as ingest_tail_save says */
 			return 0;
 		}
 	return -ENOENT;

@@ -955,6 +955,14 @@ static void test_checkpoint_resume_inside_gz(void **state)
 	assert_int_equal(unlink(path_of(fx, "a.log")), 0);
 	append(fx, "a.log", "h1\n");
 	start_from(fx, "a.log", true, &buf);
+	/* a checkpoint before the compressed file is read keeps its offset,
+	 * not 0: a crash then must not read g1 again */
+	struct kl_buf again = { 0 };
+	assert_int_equal(ingest_tail_save(fx->t, &again), 0);
+	if (!strstr(again.p, " off=3 "))
+		fail_msg("the compressed generation is saved without its offset: %.*s",
+			 (int)again.len, again.p);
+	kl_buf_free(&again);
 	/* only g2 of the compressed file is new */
 	assert_true(run_until_lines(fx, 3));
 	settle(fx, SETTLE);
