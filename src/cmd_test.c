@@ -2,11 +2,13 @@
  * cmd_test.c — `klaxon test FILE...`: rule unit tests from raw log lines.
  *
  * Each test file (src/ruletest.h) is resolved into a config: its `config:`
- * file's sources and parsers with the test file's rule_files, or the sources
- * and parsers written in the test file. Each test then gets a fresh rule set
- * and is run the way `replay` runs files: the input lines, generated in event
- * time, go per source through the source's multi-line assembler and parser
- * (runtime_line_parse, runtime_feed), the sources are merged by event time,
+ * file's sources, parsers and probes with the test file's rule_files, or the
+ * sources and parsers written in the test file. Each test then gets a fresh
+ * rule set and is run the way `replay` runs files: the input lines, generated
+ * in event time, go per source through the source's multi-line assembler and
+ * parser (runtime_line_parse, runtime_feed); a probe's `fields:` entries are
+ * check results, handed to the rules as `run` hands a real check's
+ * (runtime_probe); the sources and probes are merged by event time,
  * and the shared event-time clock (src/event_clock.h) evaluates the rules —
  * per batch of fed events and at every eval_interval tick — from the test's
  * start to its end. So a test gives the transitions replay (and run) would.
@@ -46,7 +48,8 @@
 /* Test errors reported per test before the rest are only counted. */
 #define MAX_ERRORS_SHOWN 3
 
-/* One physical input line; its text is tester.arena[off, off+len). */
+/* One physical input line; its text is tester.arena[off, off+len). For a
+ * probe, one check result: its values are tester.pvals[off, off+len). */
 struct tline {
 	int64_t t;
 	size_t off, len;
@@ -83,8 +86,10 @@ struct tester {
 	struct kl_diag *d;
 	bool verbose;
 	const char **timefmt; /* per source, once known */
-	struct feed *feeds;   /* per source */
+	struct feed *feeds;   /* per source, then per probe (rt.nall) */
 	struct kl_buf arena;
+	struct ingest_probe_value *pvals; /* the probe results' values, per entry */
+	size_t npvals, cappvals;
 	struct got *got;
 	size_t ngot, capgot;
 	unsigned errors; /* test errors of the current test */
@@ -210,6 +215,86 @@ static void generate(struct tester *ts, unsigned src, const struct ruletest_item
 	}
 }
 
+/*
+ * The value of field f of a probe result from what `fields:` says (x, NULL
+ * when it names none). `up` is 1 when not given: a check always says it.
+ * 0, or -EINVAL with why (for the SRE who wrote it).
+ */
+static int probe_value(const struct ingest_probe_field *f, const struct ruletest_field *x,
+		       struct ingest_probe_value *out, const char **why)
+{
+	*out = (struct ingest_probe_value){ 0 };
+	if (!x) {
+		if (strcmp(f->name, "up") == 0)
+			*out = (struct ingest_probe_value){ .set = true, .num = 1 };
+		return 0;
+	}
+	if (f->type == INGEST_PF_STRING) {
+		*out = (struct ingest_probe_value){ .set = true, .str = x->value };
+		return 0;
+	}
+	double v;
+	if (ruletest_probe_number(x->value, strlen(x->value), f->type == INGEST_PF_SECONDS, &v) < 0) {
+		*why = f->type == INGEST_PF_SECONDS ? "a number of seconds or a duration (0.25, 27h)" :
+		       f->type == INGEST_PF_COUNT   ? "a whole number" :
+						      "a number (percentages 0..100)";
+		return -EINVAL;
+	}
+	/* 2^53: every whole double below it converts exactly */
+	if (f->type == INGEST_PF_COUNT &&
+	    (v < 0 || v > 9007199254740992.0 || v != (double)(uint64_t)v)) {
+		*why = "a whole number";
+		return -EINVAL;
+	}
+	if (strcmp(f->name, "up") == 0 && v != 0 && v != 1) {
+		*why = "1 (the check passed) or 0 (it failed)";
+		return -EINVAL;
+	}
+	*out = (struct ingest_probe_value){ .set = true, .num = v };
+	return 0;
+}
+
+static const struct ruletest_field *field_of(const struct ruletest_item *it, const char *name)
+{
+	for (size_t i = 0; i < it->nfields; i++)
+		if (strcmp(it->fields[i].name, name) == 0)
+			return &it->fields[i];
+	return NULL;
+}
+
+/* Every result of item it of probe feed src: one set of values, repeated.
+ * The fields were checked with the file (check_inputs). */
+static void generate_probe(struct tester *ts, unsigned src, const struct ruletest_item *it)
+{
+	struct feed *fd = &ts->feeds[src];
+	const struct config_probe *pr = &ts->rt.cfg->probes[src - ts->rt.cfg->nsources];
+	size_t nf;
+	const struct ingest_probe_field *f = ingest_probe_fields(pr->kind, &nf);
+	if (ts->npvals + nf > ts->cappvals) {
+		size_t nc = ts->cappvals ? ts->cappvals * 2 : 64;
+		while (nc < ts->npvals + nf)
+			nc *= 2;
+		void *p = realloc(ts->pvals, nc * sizeof *ts->pvals);
+		if (!p) {
+			ts->oom = true;
+			return;
+		}
+		ts->pvals = p;
+		ts->cappvals = nc;
+	}
+	size_t off = ts->npvals;
+	for (size_t i = 0; i < nf; i++) {
+		const char *why;
+		if (probe_value(&f[i], field_of(it, f[i].name), &ts->pvals[off + i], &why) < 0)
+			ts->pvals[off + i] = (struct ingest_probe_value){ 0 };
+	}
+	ts->npvals += nf;
+	int64_t base = ts->t->start_us + it->at_us;
+	for (uint64_t k = 0; k < it->times && !ts->oom; k++)
+		if (!push_line(ts, fd, base + (int64_t)k * it->every_us, off, nf, it))
+			ts->oom = true;
+}
+
 static int by_time(const void *a, const void *b)
 {
 	const struct tline *x = a, *y = b;
@@ -251,6 +336,13 @@ static void advance(struct tester *ts, struct feed *fd)
 {
 	struct ingest_multiline *ml = ts->rt.multiline[fd->src];
 	fd->has_head = false;
+	if (fd->src >= ts->rt.cfg->nsources) { /* a probe: its next result, fed by feed() */
+		if (fd->next < fd->n) {
+			fd->has_head = true;
+			fd->head_us = fd->lines[fd->next++].t;
+		}
+		return;
+	}
 	while (fd->next < fd->n) {
 		size_t i = fd->next++;
 		const struct tline *l = &fd->lines[i];
@@ -277,10 +369,25 @@ static void advance(struct tester *ts, struct feed *fd)
 	}
 }
 
+/* Hand the head of fd to the rules: a parsed record, or a probe's result. */
+static void feed(struct tester *ts, struct feed *fd)
+{
+	size_t nsources = ts->rt.cfg->nsources;
+	if (fd->src < nsources) {
+		runtime_feed(&ts->rt, fd->src);
+		return;
+	}
+	const struct tline *l = &fd->lines[fd->next - 1];
+	const struct config_probe *pr = &ts->rt.cfg->probes[fd->src - nsources];
+	struct ingest_probe_result r = { .name = pr->name, .kind = pr->kind, .at_us = l->t,
+					 .values = &ts->pvals[l->off], .n = l->len };
+	runtime_probe(&ts->rt, fd->src - (unsigned)nsources, &r);
+}
+
 static struct feed *oldest(struct tester *ts)
 {
 	struct feed *best = NULL;
-	for (size_t i = 0; i < ts->rt.cfg->nsources; i++) {
+	for (size_t i = 0; i < ts->rt.nall; i++) {
 		struct feed *fd = &ts->feeds[i];
 		if (fd->has_head && (!best || fd->head_us < best->head_us))
 			best = fd;
@@ -629,7 +736,7 @@ static int fresh_rules(struct tester *ts)
 	struct config *cfg = ts->rt.cfg;
 	struct kl_diag quiet = { .out = ts->d->out };
 	struct rules_set *rs = rules_load((const char *const *)cfg->rule_files, cfg->nrule_files,
-					  ts->rt.sources, cfg->nsources, &quiet);
+					  ts->rt.sources, ts->rt.nall, &quiet);
 	if (!rs)
 		return -EINVAL; /* loaded once already: the files changed under us */
 	rules_set_eval_interval(rs, cfg->eval_interval_us);
@@ -679,7 +786,8 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 	ts->t = t;
 	ts->errors = 0;
 	kl_buf_reset(&ts->arena);
-	for (size_t i = 0; i < cfg->nsources; i++) {
+	ts->npvals = 0;
+	for (size_t i = 0; i < ts->rt.nall; i++) {
 		free(ts->feeds[i].lines);
 		ts->feeds[i] = (struct feed){ .ts = ts, .src = (unsigned)i };
 		memset(&ts->rt.stats[i], 0, sizeof ts->rt.stats[i]);
@@ -690,10 +798,14 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 	}
 	for (size_t i = 0; i < t->ninputs; i++) {
 		const struct config_source *s = config_source_by_name(cfg, t->inputs[i].source);
+		const struct config_probe *pr = config_probe_by_name(cfg, t->inputs[i].source);
 		for (size_t j = 0; s && j < t->inputs[i].nitems; j++)
 			generate(ts, (unsigned)(s - cfg->sources), &t->inputs[i].items[j]);
+		for (size_t j = 0; !s && pr && j < t->inputs[i].nitems; j++)
+			generate_probe(ts, (unsigned)(cfg->nsources + (size_t)(pr - cfg->probes)),
+				       &t->inputs[i].items[j]);
 	}
-	for (size_t i = 0; i < cfg->nsources; i++)
+	for (size_t i = 0; i < ts->rt.nall; i++)
 		if (ts->feeds[i].n > 1)
 			qsort(ts->feeds[i].lines, ts->feeds[i].n, sizeof *ts->feeds[i].lines, by_time);
 	if (ts->oom || ts->errors)
@@ -705,11 +817,11 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 	event_clock_init(&clock);
 	/* the clock starts at the test's start, as `run` would at its start */
 	event_clock_advance(&clock, rs, t->start_us, on_transition, ts);
-	for (size_t i = 0; i < cfg->nsources; i++)
+	for (size_t i = 0; i < ts->rt.nall; i++)
 		advance(ts, &ts->feeds[i]);
 	for (struct feed *fd; (fd = oldest(ts));) {
 		event_clock_advance(&clock, rs, fd->head_us, on_transition, ts);
-		runtime_feed(&ts->rt, fd->src);
+		feed(ts, fd);
 		advance(ts, fd);
 	}
 	event_clock_advance(&clock, rs, end, on_transition, ts);
@@ -720,8 +832,8 @@ static int run_test(struct tester *ts, const struct ruletest_case *t)
 	/* the verdict comes first, then the problems that check found */
 	char name[160];
 	snprintf(name, sizeof name, "%s (%s:%d)", t->name, ts->f->path, t->line);
-	size_t lines = 0;
-	for (size_t i = 0; i < cfg->nsources; i++)
+	size_t lines = 0; /* log records and probe results */
+	for (size_t i = 0; i < ts->rt.nall; i++)
 		lines += (size_t)ts->rt.stats[i].lines;
 	char *text = NULL;
 	size_t textlen = 0;
@@ -777,21 +889,81 @@ static struct config *file_config(const struct ruletest_file *f, struct kl_diag 
 	return base;
 }
 
-/* Sources named in the file that the config lacks. */
-static void check_sources(const struct ruletest_file *f, const struct config *cfg,
-			  struct kl_diag *d)
+/* The entries of probe pr in input in: fields, each one of its kind's, with a
+ * value of the field's type. */
+static void check_probe_input(const struct ruletest_file *f, const struct config_probe *pr,
+			      const struct ruletest_input *in, struct kl_diag *d)
 {
+	size_t nf;
+	const struct ingest_probe_field *kf = ingest_probe_fields(pr->kind, &nf);
 	struct kl_buf names = { 0 };
+	for (size_t i = 0; i < nf; i++)
+		kl_buf_appendf(&names, "%s%s", i ? ", " : "", kf[i].name);
+	for (size_t j = 0; j < in->nitems; j++) {
+		const struct ruletest_item *it = &in->items[j];
+		if (!it->nfields) {
+			kl_diag_error(d, f->path, it->line, it->col,
+				      "input: '%s' is a probe (%s): its entries give 'fields' (one "
+				      "check's result, e.g. {fields: {up: 0, error: 'timed out'}}), "
+				      "not log lines",
+				      in->source, ingest_probe_kind_name(pr->kind));
+			continue;
+		}
+		for (size_t k = 0; k < it->nfields; k++) {
+			const struct ruletest_field *x = &it->fields[k];
+			const struct ingest_probe_field *fk = NULL;
+			for (size_t i = 0; i < nf && !fk; i++)
+				if (strcmp(kf[i].name, x->name) == 0)
+					fk = &kf[i];
+			struct ingest_probe_value v;
+			const char *why;
+			if (!fk)
+				kl_diag_error(d, f->path, x->name_line, x->name_col,
+					      "fields: probe '%s' (%s) has no field '%s'; its fields "
+					      "are: %s",
+					      in->source, ingest_probe_kind_name(pr->kind), x->name,
+					      names.p ? names.p : "(none)");
+			else if (probe_value(fk, x, &v, &why) < 0)
+				kl_diag_error(d, f->path, x->line, x->col,
+					      "fields: invalid value '%s' for '%s'; expected %s", x->value,
+					      x->name, why);
+		}
+	}
+	kl_buf_free(&names);
+}
+
+/* Sources and probes named in the file that the config lacks, and entries
+ * that do not suit what they name (lines for a source, fields for a probe). */
+static void check_inputs(const struct ruletest_file *f, const struct config *cfg,
+			 struct kl_diag *d)
+{
+	struct kl_buf names = { 0 }, probes = { 0 };
 	for (size_t i = 0; i < cfg->nsources; i++)
 		kl_buf_appendf(&names, "%s%s", i ? ", " : "", cfg->sources[i].name);
+	for (size_t i = 0; i < cfg->nprobes; i++)
+		kl_buf_appendf(&probes, "%s%s", i ? ", " : "", cfg->probes[i].name);
 	const char *known = names.p ? names.p : "(none)";
 	for (size_t i = 0; i < f->ntests; i++)
 		for (size_t j = 0; j < f->tests[i].ninputs; j++) {
 			const struct ruletest_input *in = &f->tests[i].inputs[j];
-			if (!config_source_by_name(cfg, in->source))
+			const struct config_probe *pr = config_probe_by_name(cfg, in->source);
+			if (pr) {
+				check_probe_input(f, pr, in, d);
+				continue;
+			}
+			if (!config_source_by_name(cfg, in->source)) {
 				kl_diag_error(d, f->path, in->line, in->col,
-					      "input: no source named '%s'; the sources are: %s",
-					      in->source, known);
+					      "input: no source named '%s' (nor a probe); the sources "
+					      "are: %s; the probes: %s",
+					      in->source, known, probes.p ? probes.p : "(none)");
+				continue;
+			}
+			for (size_t k = 0; k < in->nitems; k++)
+				if (in->items[k].nfields)
+					kl_diag_error(d, f->path, in->items[k].line, in->items[k].col,
+						      "input: '%s' is a log source: its entries give "
+						      "'line' or 'lines'; 'fields' is for a probe's results",
+						      in->source);
 		}
 	for (size_t i = 0; i < f->ntime_formats; i++)
 		if (!config_source_by_name(cfg, f->time_formats[i].source))
@@ -799,6 +971,7 @@ static void check_sources(const struct ruletest_file *f, const struct config *cf
 				      "time_format: no source named '%s'; the sources are: %s",
 				      f->time_formats[i].source, known);
 	kl_buf_free(&names);
+	kl_buf_free(&probes);
 }
 
 struct totals {
@@ -818,11 +991,11 @@ static void run_file(const char *path, bool verbose, struct totals *tot)
 	ts.f = f;
 	if (runtime_load_config(&ts.rt, cfg, &d) < 0)
 		goto bad;
-	check_sources(f, cfg, &d);
+	check_inputs(f, cfg, &d);
 	if (d.errors)
 		goto bad;
 	ts.timefmt = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *ts.timefmt);
-	ts.feeds = calloc(cfg->nsources ? cfg->nsources : 1, sizeof *ts.feeds);
+	ts.feeds = calloc(ts.rt.nall ? ts.rt.nall : 1, sizeof *ts.feeds);
 	if (!ts.timefmt || !ts.feeds) {
 		kl_diag_error(&d, path, 0, 0, "out of memory");
 		goto bad;
@@ -842,9 +1015,10 @@ bad:
 	printf("  ERROR %s: %u problem(s) (see above)\n", path, d.errors ? d.errors : 1);
 	tot->bad_files++;
 out:
-	for (size_t i = 0; ts.feeds && i < ts.rt.cfg->nsources; i++)
+	for (size_t i = 0; ts.feeds && i < ts.rt.nall; i++)
 		free(ts.feeds[i].lines);
 	free(ts.feeds);
+	free(ts.pvals);
 	free(ts.timefmt);
 	free(ts.got);
 	kl_buf_free(&ts.arena);

@@ -160,7 +160,31 @@ static bool kvs(struct ld *l, const struct kl_ynode *n, const char *key, struct 
 
 /* ------------------------------------------------------------------------- */
 
-static const char *const item_keys[] = { "line", "lines", "at", "every", "for", "times", NULL };
+static const char *const item_keys[] = { "line", "lines", "at",     "every",
+					 "for",	 "times", "fields", NULL };
+
+/* `fields: {up: 0, error: 'timed out after 5s'}`: one probe result. */
+static void load_fields(struct ld *l, struct ruletest_item *it, const struct kl_ynode *v)
+{
+	if (!want(l, v, KL_Y_MAP, "fields"))
+		return;
+	if (!v->n) {
+		err(l, v, "'fields' is empty; give at least one field of the probe's result");
+		return;
+	}
+	it->fields = alloc_n(l, v->n, sizeof *it->fields);
+	for (size_t i = 0; it->fields && i < v->n; i++) {
+		const struct kl_ynode *x = v->items[i];
+		if (x->type != KL_Y_SCALAR || (x->plain && kl_ynode_is_null(x))) {
+			err(l, x, "expected a number or a string for 'fields.%s', found %s",
+			    v->keys[i]->str, x->type == KL_Y_SCALAR ? "nothing" : kl_ynode_kind(x));
+			continue;
+		}
+		it->fields[it->nfields++] = (struct ruletest_field){
+			v->keys[i]->str, x->str, x->line, x->col, v->keys[i]->line, v->keys[i]->col
+		};
+	}
+}
 
 static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_item *it,
 		      const struct kl_ynode *n)
@@ -187,6 +211,11 @@ static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_ite
 				err(l, n->keys[i], "an input entry has 'line' or 'lines', not both");
 				break;
 			}
+			if (kl_ymap_get(n, "fields")) {
+				err(l, n->keys[i], "an input entry has 'line' (a log line) or 'fields' "
+						   "(a probe's result), not both");
+				break;
+			}
 			if (!scalar(l, v, "line", "a log line"))
 				break;
 			it->lines = alloc_n(l, 1, sizeof *it->lines);
@@ -194,6 +223,11 @@ static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_ite
 				it->lines[it->nlines++] = v->str;
 			break;
 		case 1:
+			if (kl_ymap_get(n, "fields")) {
+				err(l, n->keys[i], "an input entry has 'lines' (log lines) or 'fields' "
+						   "(a probe's result), not both");
+				break;
+			}
 			if (!want(l, v, KL_Y_SEQ, "lines"))
 				break;
 			if (!v->n) {
@@ -227,12 +261,14 @@ static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_ite
 			}
 			break;
 		}
+		case 6: load_fields(l, it, v); break;
 		default:
 			break;
 		}
 	}
-	if (!kl_ymap_get(n, "line") && !kl_ymap_get(n, "lines"))
-		err(l, n, "an input entry needs 'line' (one log line) or 'lines' (a list)");
+	if (!kl_ymap_get(n, "line") && !kl_ymap_get(n, "lines") && !kl_ymap_get(n, "fields"))
+		err(l, n, "an input entry needs 'line' (one log line), 'lines' (a list) or, for a "
+			  "probe, 'fields' (a check's result)");
 	if (forn && times)
 		err(l, forn, "an input entry has 'for' or 'times', not both");
 	if ((forn || times) && !every)
@@ -248,10 +284,12 @@ static void load_item(struct ld *l, struct ruletest_case *t, struct ruletest_ite
 	if (it->every_us > 0 && it->times > 1 &&
 	    (it->times - 1) > (uint64_t)(RULETEST_MAX_SPAN_US / it->every_us))
 		err(l, n, "this entry spans more than a year");
-	if (it->times * (it->nlines ? it->nlines : 1) > RULETEST_MAX_LINES)
+	/* a probe entry gives one result per repetition */
+	size_t per = it->nfields ? 1 : it->nlines;
+	if (it->times * (per ? per : 1) > RULETEST_MAX_LINES)
 		err(l, n, "this entry writes more than %d lines", RULETEST_MAX_LINES);
 	else
-		t->nlines += it->times * it->nlines;
+		t->nlines += it->times * per;
 }
 
 static void load_input(struct ld *l, struct ruletest_case *t, const struct kl_ynode *n)
@@ -605,8 +643,10 @@ void ruletest_free(struct ruletest_file *f)
 	for (size_t i = 0; i < f->ntests; i++) {
 		struct ruletest_case *t = &f->tests[i];
 		for (size_t j = 0; j < t->ninputs; j++) {
-			for (size_t k = 0; k < t->inputs[j].nitems; k++)
+			for (size_t k = 0; k < t->inputs[j].nitems; k++) {
 				free(t->inputs[j].items[k].lines);
+				free(t->inputs[j].items[k].fields);
+			}
 			free(t->inputs[j].items);
 		}
 		free(t->inputs);
@@ -767,6 +807,17 @@ int ruletest_expand(const char *tmpl, size_t len, const char *timefmt, int64_t t
 	if (rc == 0)
 		rc = kl_buf_append(out, tmpl + lit, len - lit);
 	return rc;
+}
+
+int ruletest_probe_number(const char *s, size_t len, bool seconds, double *out)
+{
+	int64_t us;
+	if (kl_parse_double(s, len, out) == 0)
+		return 0;
+	if (!seconds || kl_parse_duration_us(s, len, &us) < 0)
+		return -EINVAL;
+	*out = (double)us / 1e6;
+	return 0;
 }
 
 static bool digits(const char *s, size_t n, int *out)

@@ -5,7 +5,8 @@
  *
  * A test file names rule files and where its sources come from (a config
  * file, or sources and parsers written inline), then lists tests: input
- * lines per source at offsets from the test's start, and the alert
+ * lines per source (or check results per probe, `fields:`) at offsets from
+ * the test's start, and the alert
  * transitions expected (or not expected) at given instants. The format is in
  * README.md ("klaxon test").
  *
@@ -39,11 +40,24 @@ struct ruletest_kv {
 	const char *value;
 };
 
+/* A field of a probe's result (`fields:`): its name and value as written;
+ * checked against the probe's kind in cmd_test.c, where the kind is known. */
+struct ruletest_field {
+	const char *name;
+	const char *value;
+	int line, col;	       /* of the value */
+	int name_line, name_col; /* of the name */
+};
+
 /* One entry of a source's input: its lines (templates, written in order at
- * each instant), at at_us, then every every_us, times times in all. */
+ * each instant), or for a probe the fields of one check's result, at at_us,
+ * then every every_us, times times in all. Exactly one of nlines, nfields is
+ * not 0. */
 struct ruletest_item {
 	const char **lines;
 	size_t nlines;
+	struct ruletest_field *fields;
+	size_t nfields;
 	int64_t at_us;	  /* offset from the test's start */
 	int64_t every_us; /* 0 when written once */
 	uint64_t times;	  /* 1 when written once */
@@ -91,7 +105,8 @@ struct ruletest_case {
 	size_t nexpects;
 	struct ruletest_absent *absents;
 	size_t nabsents;
-	size_t nlines; /* lines the inputs generate (records may span several) */
+	size_t nlines; /* lines and probe results the inputs generate (records may span
+			* several lines) */
 };
 
 struct ruletest_timefmt {
@@ -145,6 +160,13 @@ int ruletest_expand(const char *tmpl, size_t len, const char *timefmt, int64_t t
 		    struct kl_buf *out);
 /* True if the template has {{time}}. */
 bool ruletest_has_time(const char *tmpl, size_t len);
+
+/*
+ * The value of a probe's numeric field as written in `fields:`: a decimal
+ * number ("0.042", "95", "-1e3"); for a field in seconds (seconds true) also a
+ * duration with units ("27h", "1m30s"), in seconds. 0 and *out, or -EINVAL.
+ */
+int ruletest_probe_number(const char *s, size_t len, bool seconds, double *out);
 
 /* RFC 3339: 2023-11-14T22:00:00Z, with optional fraction, Z or ±HH:MM, 't' or
  * ' ' for 'T'. 0 and *out_us, or -EINVAL. */

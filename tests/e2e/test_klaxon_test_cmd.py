@@ -12,7 +12,11 @@ In a temporary folder, a rule file and test files written here:
   - a pass and a fail together: exit 1, both reported;
   - bad test files: an unknown key, a YAML syntax error, an unknown source,
     a line its parser rejects: exit 2 and FILE:LINE:COL: message on stderr;
-  - `config:` with a regex parser of its own and an explicit time_format.
+  - `config:` with a regex parser of its own and an explicit time_format;
+  - a probe's results given as `fields:` (a config's probe, never run): a
+    failing health check pages after its `for:` and resolves; entries that do
+    not suit a probe (a log line, an unknown field, a value not a number)
+    are exit 2 at their FILE:LINE:COL.
 """
 import os
 import re
@@ -170,6 +174,58 @@ tests:
 """
 
 
+PROBE_CONFIG = """\
+sources: []
+probes:
+  - {name: site, http: 'http://127.0.0.1:9/healthz', interval: 10s}
+rule_files: []
+"""
+
+PROBE_RULES = """\
+rules:
+  - alert: SiteDown
+    source: site
+    expr: last(up) == 0
+    window: 1m
+    for: 30s
+    annotations:
+      summary: '{{ source }} down, status {{ value }}'
+  - alert: SiteSlow
+    source: site
+    expr: avg(latency) > 2s
+    window: 1m
+"""
+
+PROBE_TEST = """\
+config: probe_klaxon.yml
+rule_files: [probe_rules.yml]
+tests:
+  - name: a failing check pages after 30s, and resolves with the next good one
+    input:
+      site:
+        - {fields: {status: 200, latency: 0.05}, every: 10s, for: 2m}
+        - {at: 2m, fields: {up: 0, error: 'HTTP 503', status: 503, latency: 1500ms}, every: 10s, times: 6}
+        - {at: 3m, fields: {up: 1, status: 200, latency: 0.05}, every: 10s, for: 2m}
+    expect:
+      - {at: 2m30s, alert: SiteDown, summary: 'site down, status 0'}
+      - {at: 3m, alert: SiteDown, status: resolved}
+    absent: [SiteSlow]
+"""
+
+PROBE_BAD = """\
+config: probe_klaxon.yml
+rule_files: [probe_rules.yml]
+tests:
+  - name: entries that are no check result
+    input:
+      site:
+        - '10.1.2.3 - - [14/Nov/2023:22:00:00 +0000] "GET / HTTP/1.1" 200 1 "-" "e2e" rt=0.1 urt="0.1"'
+        - {fields: {up: 0, code: 503}}
+        - {fields: {latency: slow}}
+    absent: [SiteDown]
+"""
+
+
 def klaxon_test(files, cwd):
     rc, out, err = run([KLAXON, "test"] + files, cwd=cwd, timeout=60)
     out, err = out.decode(), err.decode()
@@ -222,6 +278,21 @@ def body():
     write(os.path.join(d, "jobs.yml"), JOB_TEST)
     rc, out, err = klaxon_test([os.path.join(d, "jobs.yml")], "/")
     check(rc == 0, "config: with a parser of its own: exit %d" % rc)
+
+    write(os.path.join(d, "probe_klaxon.yml"), PROBE_CONFIG)
+    write(os.path.join(d, "probe_rules.yml"), PROBE_RULES)
+    write(os.path.join(d, "probe_test.yml"), PROBE_TEST)
+    rc, out, err = klaxon_test(["probe_test.yml"], d)
+    check(rc == 0 and "klaxon test: 1 passed, 0 failed, 0 errors" in out,
+          "probe fields: exit %d" % rc)
+    write(os.path.join(d, "probe_bad.yml"), PROBE_BAD)
+    rc, out, err = klaxon_test(["probe_bad.yml"], d)
+    check(rc == 2, "bad probe entries: exit %d, expected 2" % rc)
+    for where, msg in (("probe_bad.yml:7:11: ", "'site' is a probe (http)"),
+                       ("probe_bad.yml:8:28: ", "probe 'site' (http) has no field 'code'"),
+                       ("probe_bad.yml:9:30: ", "invalid value 'slow' for 'latency'")):
+        check(where + "input: " + msg in err or where + "fields: " + msg in err,
+              "bad probe entries: stderr lacks %r%r" % (where, msg))
 
     rc, out, err = klaxon_test([], d)
     check(rc == 2 and "usage: klaxon test" in err, "no file: usage, exit 2")

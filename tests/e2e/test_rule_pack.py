@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The example rule pack's unit tests pass: `klaxon test examples/rules/tests/*.yml`.
 
-Every rule file of the pack that has a test file (nginx, app, postgres) must
+Every rule file of the pack that has a test file (nginx, app, postgres, probes) must
 have every one of its rules named in an `expect` (a case that fires) and in an
 `absent` (a case that must not fire) of its test file; then klaxon test must
 exit 0 with every test passed.
@@ -15,7 +15,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elib import KLAXON, SRC, check, log, main, run  # noqa: E402
 
-PACK = ("nginx", "app", "postgres")
+PACK = ("nginx", "app", "postgres", "probes")
 
 
 def body():

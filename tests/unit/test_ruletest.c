@@ -1,7 +1,8 @@
 /*
  * test_ruletest.c — the test-file loader of `klaxon test` (src/ruletest.c):
  * offsets and instants, input expansion, the time formats {{time}} is
- * written in, and every problem reported at its FILE:LINE:COL.
+ * written in, probe results given as `fields:`, and every problem reported
+ * at its FILE:LINE:COL.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -128,6 +129,60 @@ static void test_config_form(void **state)
 	ruletest_free(f);
 }
 
+/* A probe's results: `fields:` kept as written, with their positions, one
+ * result per repetition; numbers read later by ruletest_probe_number. */
+static void test_probe_fields(void **state)
+{
+	(void)state;
+	char diag[1024] = "";
+	unsigned errors;
+	struct ruletest_file *f = load("config: c\nrule_files: r\ntests:\n"
+				       "  - name: a\n"
+				       "    absent: [X]\n"
+				       "    input:\n"
+				       "      web:\n"
+				       "        - {fields: {up: 0, error: 'timed out after 5s'}, every: 30s, times: 4}\n"
+				       "        - {at: 2m, fields: {status: 200, latency: 0.042}}\n",
+				       diag, sizeof diag, &errors);
+	if (!f)
+		fail_msg("%s", diag);
+	const struct ruletest_input *in = &f->tests[0].inputs[0];
+	assert_int_equal(in->nitems, 2);
+	const struct ruletest_item *it = &in->items[0];
+	assert_int_equal(it->nlines, 0);
+	assert_int_equal(it->nfields, 2);
+	assert_string_equal(it->fields[0].name, "up");
+	assert_string_equal(it->fields[0].value, "0");
+	assert_string_equal(it->fields[1].name, "error");
+	assert_string_equal(it->fields[1].value, "timed out after 5s");
+	assert_int_equal(it->fields[1].line, 8);
+	assert_int_equal(it->fields[1].col, 35); /* the quote */
+	assert_int_equal(it->fields[1].name_line, 8);
+	assert_int_equal(it->fields[1].name_col, 28);
+	assert_int_equal(it->times, 4);
+	assert_int_equal(it->every_us, S(30));
+	assert_int_equal(in->items[1].at_us, S(120));
+	assert_int_equal(in->items[1].nfields, 2);
+	assert_int_equal(f->tests[0].nlines, 5); /* results, one per repetition */
+	ruletest_free(f);
+
+	double v;
+	assert_int_equal(ruletest_probe_number("0.042", 5, false, &v), 0);
+	assert_true(v == 0.042);
+	assert_int_equal(ruletest_probe_number("-3", 2, false, &v), 0);
+	assert_true(v == -3);
+	assert_int_equal(ruletest_probe_number("27h", 3, true, &v), 0);
+	assert_true(v == 27 * 3600);
+	assert_int_equal(ruletest_probe_number("1m30s", 5, true, &v), 0);
+	assert_true(v == 90);
+	assert_int_equal(ruletest_probe_number("90", 2, true, &v), 0);
+	assert_true(v == 90);
+	assert_int_equal(ruletest_probe_number("27h", 3, false, &v), -EINVAL); /* not seconds */
+	assert_int_equal(ruletest_probe_number("12%", 3, false, &v), -EINVAL);
+	assert_int_equal(ruletest_probe_number("", 0, true, &v), -EINVAL);
+	assert_int_equal(ruletest_probe_number("inf", 3, false, &v), -EINVAL);
+}
+
 /* Each bad file: the FILE:LINE:COL and a part of the message. */
 static void test_problems(void **state)
 {
@@ -161,6 +216,20 @@ static void test_problems(void **state)
 		  "t.yml:3:18: time_format: unknown conversion" },
 		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [{alert: X, from: 2m, until: 1m}]}\n",
 		  "'until' is before 'from'" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{line: x, fields: {up: 0}}]}}\n",
+		  "t.yml:4:41: an input entry has 'line' (a log line) or 'fields'" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{lines: [x], fields: {up: 0}}]}}\n",
+		  "an input entry has 'lines' (log lines) or 'fields'" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{fields: {}}]}}\n",
+		  "t.yml:4:49: 'fields' is empty" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{fields: [up]}]}}\n",
+		  "expected a mapping for 'fields'" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{fields: {up: {a: 1}}}]}}\n",
+		  "t.yml:4:54: expected a number or a string for 'fields.up', found a mapping" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{fields: {up: ~}}]}}\n",
+		  "for 'fields.up', found nothing" },
+		{ "config: c\nrule_files: r\ntests:\n  - {name: a, absent: [X], input: {w: [{fields: {up: 1}, every: 1ms, for: 1h}]}}\n",
+		  "more than 1000000 lines" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char diag[2048] = "";
@@ -243,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_full_file), cmocka_unit_test(test_config_form),
 		cmocka_unit_test(test_problems),  cmocka_unit_test(test_format_time),
 		cmocka_unit_test(test_expand),	  cmocka_unit_test(test_instants),
+		cmocka_unit_test(test_probe_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
