@@ -393,6 +393,15 @@ static void trim(const char **p, size_t *n)
 		(*n)--;
 }
 
+/* A minute or more, to the second, as an SRE reads it: 95 s is "1m35s",
+ * 93900 s is "1d2h5m". */
+static void append_long_duration(struct kl_buf *out, double seconds)
+{
+	char d[32];
+	kl_format_duration((int64_t)llround(seconds) * 1000000, d);
+	kl_buf_append_str(out, d);
+}
+
 static bool render_one(struct kl_buf *out, const char *p, size_t n, const struct tmplctx *t)
 {
 	const char *filter = memchr(p, '|', n);
@@ -423,8 +432,10 @@ static bool render_one(struct kl_buf *out, const char *p, size_t n, const struct
 					kl_buf_append_str(out, "n/a");
 				else if (t->value < 1)
 					kl_buf_appendf(out, "%.0fms", t->value * 1000);
-				else
+				else if (t->value < 60 || t->value > 1e12)
 					kl_buf_appendf(out, "%.2fs", t->value);
+				else
+					append_long_duration(out, t->value);
 			}
 			return true;
 		}

@@ -634,7 +634,8 @@ static void test_transition(void **state)
 }
 
 /* The reported value is the left-hand side of the first comparison, also
- * when the rule resolves; a duration renders in seconds from 1 s. */
+ * when the rule resolves; a duration renders in seconds from 1 s (and in
+ * d/h/m/s from a minute: test_long_duration). */
 static void test_value(void **state)
 {
 	struct fx *fx = *state;
@@ -655,6 +656,20 @@ static void test_value(void **state)
 		feed_web(fx, T(21), "GET", "/", 200, 0.2);
 	r = EXPECT_ONE(fx, T(21), RULES_RESOLVED, "Slow");
 	assert_dbl(r->value, 0.2, 0.2 * 0.01);
+}
+
+/* From a minute, a duration reads as an SRE writes it, to the second. */
+static void test_long_duration(void **state)
+{
+	struct fx *fx = *state;
+	load_ok(fx, "rules:\n"
+		    "  - alert: Stale\n"
+		    "    source: web\n"
+		    "    expr: max(request_time) > 60\n"
+		    "    annotations: {summary: '{{ value | duration }} old'}\n");
+	feed_web(fx, T(1), "GET", "/", 200, 93900.4); /* 26h5m and a bit */
+	const struct rec *r = EXPECT_ONE(fx, T(2), RULES_FIRING, "Stale");
+	assert_string_equal(r->ann, "summary=1d2h5m old");
 }
 
 /* Late events (older than the ring) are dropped and counted. */
@@ -964,6 +979,7 @@ int main(void)
 		T_(test_eval_ticks),
 		T_(test_transition),
 		T_(test_value),
+		T_(test_long_duration),
 		T_(test_late_events),
 		T_(test_files),
 		T_(test_err_unknown_key),
