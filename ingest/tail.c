@@ -1956,6 +1956,12 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	}
 	struct tfile *prev = NULL;
 	for (size_t k = first; k < ns; k++) {
+		/* One the records do not name, last modified before they were
+		 * written, was read to its end already (a copy drained before
+		 * a truncation, a generation finished): not read again. */
+		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
+		if (!sibs[k].rec && t->state_time_us > 0 && m <= t->state_time_us - MTIME_SLACK_US)
+			continue;
 		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev,
 						  "rotated while we were stopped");
 		if (f)
