@@ -145,7 +145,9 @@ struct done_content {
 	size_t fp_len;
 	uint64_t end;
 };
-#define DONE_MAX 16
+/* A restore under fast rotation finishes dozens of generations in a row; a
+ * copy of each may turn up among the siblings (compressed) a while later. */
+#define DONE_MAX 256
 
 struct ingest_tail {
 	struct ev_loop *loop;
@@ -1827,10 +1829,18 @@ static bool drain_copy(struct tfile *f)
 static bool already_read(struct ingest_tail *t, struct sib *c)
 {
 	size_t n = t->ndone < DONE_MAX ? t->ndone : DONE_MAX;
+	const char *head = sib_head(c);
+	size_t hashed_len = SIZE_MAX; /* the head's hash, for the length last asked */
+	uint64_t h = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct done_content *d = &t->done[i];
-		struct saved r = { .fp = d->fp, .fp_len = d->fp_len };
-		if ((c->gz || c->size <= d->end) && sib_starts_as(c, &r))
+		if ((!c->gz && c->size > d->end) || (size_t)c->head_len < d->fp_len)
+			continue;
+		if (d->fp_len != hashed_len) {
+			hashed_len = d->fp_len;
+			h = fp_hash(head, hashed_len);
+		}
+		if (h == d->fp)
 			return true;
 	}
 	return false;
