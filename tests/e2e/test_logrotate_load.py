@@ -69,11 +69,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elib import (KLAXON, check, fail, log, main, nginx_line, read_bytes, run,  # noqa: E402
                     skip, start, stop, tail, tmpdir, wait_for, write)
 
-WRITE_RATE = 25000          # lines per second the writer aims at
+# KLAXON_LOAD_SCALE=N (the ASan lane: its build runs several times slower)
+# divides the write rate and the rotation frequency by N.
+LOAD_SCALE = max(1.0, float(os.environ.get("KLAXON_LOAD_SCALE") or 1))
+WRITE_RATE = int(25000 / LOAD_SCALE)  # lines per second the writer aims at
 LOAD_SECONDS = 10.0         # how long it writes, per mode
 MAX_BATCH = 400             # lines per write(2) at most
-ROTATE_GAP = (0.005, 0.025)  # seconds between two logrotate runs, each of which takes
-                             # 10-40 ms more here: one rotation every ~50 ms
+# seconds between two logrotate runs, each of which takes 10-40 ms more here:
+# one rotation every ~50 ms
+ROTATE_GAP = (0.005 * LOAD_SCALE, 0.025 * LOAD_SCALE)
 MAX_ROTATIONS = 1000        # per load, whatever happens (`rotate 1000` keeps them all)
 CHECKPOINT_INTERVAL = 1.0   # src/cmd_run.c
 BASE = "app.log"
