@@ -76,6 +76,7 @@ struct rule {
 	uint64_t evaluations;	 /* observability (rules_rule_info) */
 	int64_t eval_ns;
 	int64_t fed_read_us;	 /* newest read time fed since the last evaluation */
+	bool shared;		 /* `shared: true`: merged across replicas (shared.c) */
 };
 
 struct rules_set {
@@ -774,7 +775,7 @@ static bool valid_name(const char *s)
 
 static const char *const rule_keys[] = {
 	"alert", "source", "expr", "window", "min_events", "for", "keep_firing_for",
-	"by", "labels", "annotations", "max_groups",
+	"by", "labels", "annotations", "max_groups", "shared",
 };
 
 static bool check_keys(struct loader *l, const struct kl_ynode *m)
@@ -786,7 +787,7 @@ static bool check_keys(struct loader *l, const struct kl_ynode *m)
 			known |= !strcmp(m->keys[i]->str, rule_keys[k]);
 		if (!known) {
 			err_at(l, m->keys[i],
-			       "unknown key '%s' in a rule; expected alert, source, expr, window, min_events, for, keep_firing_for, by, labels, annotations or max_groups",
+			       "unknown key '%s' in a rule; expected alert, source, expr, window, min_events, for, keep_firing_for, by, labels, annotations, max_groups or shared",
 			       m->keys[i]->str);
 			ok = false;
 		}
@@ -1036,6 +1037,17 @@ static bool load_rule(struct loader *l, struct rule *r, const struct kl_ynode *m
 			ok = false;
 		} else {
 			r->max_groups = (size_t)v;
+		}
+	}
+	if ((n = kl_ymap_get(m, "shared"))) {
+		const char *s = scalar(l, n, "shared");
+		if (s && (!strcmp(s, "true") || !strcmp(s, "false")))
+			r->shared = !strcmp(s, "true");
+		else {
+			err_at(l, n, "'shared' must be true or false, found '%s' (true: the rule's "
+				     "windows are merged across replicas through `redis:`)",
+			       s ? s : "");
+			ok = false;
 		}
 	}
 	if ((n = kl_ymap_get(m, "by")))
