@@ -76,7 +76,17 @@ struct group {
 	bool flushed_once;
 	bool dirty;
 	uint64_t last_hash;
+	/* Shared mode: the lease asked for before this group's next message
+	 * (NULL: none in flight), and its verdict once answered. */
+	struct lease_wait *lease_wait;
+	bool lease_ready;
+	int lease_verdict;
 	struct group *next;
+};
+
+/* A lease in flight; the group forgets it (g = NULL) if it goes first. */
+struct lease_wait {
+	struct group *g;
 };
 
 struct firing {
@@ -106,6 +116,9 @@ struct policy {
 	ev_stat silences_watch;
 	char *silences_path;
 	struct kl_buf scratch;
+	struct sink_redis *redis; /* shared mode: leases (NULL: every replica sends) */
+	uint64_t stood_down;	  /* messages another replica's lease sent */
+	uint64_t sent_alone;	  /* messages sent without a lease (Redis away) */
 };
 
 /* ---- labels ------------------------------------------------------------------- */
@@ -282,6 +295,8 @@ static void galert_free(struct galert *a)
 static void group_free(struct group *g)
 {
 	ev_timer_stop(g->p->loop, &g->timer);
+	if (g->lease_wait)
+		g->lease_wait->g = NULL;
 	for (size_t i = 0; i < g->n; i++)
 		galert_free(&g->alerts[i]);
 	free(g->alerts);
@@ -315,6 +330,10 @@ static void schedule(struct group *g, int64_t now)
 {
 	const struct notify_spec *ns = &g->p->routes[g->route].notify;
 	int64_t due = INT64_MAX;
+	if (g->lease_wait) { /* the lease's answer flushes it */
+		ev_timer_stop(g->p->loop, &g->timer);
+		return;
+	}
 	if (g->dirty)
 		due = g->flushed_once ? g->last_flush_us + ns->group_interval_us
 				      : g->created_us + ns->group_wait_us;
@@ -541,6 +560,68 @@ static void mark_notified(struct policy *p, struct group *g, int64_t now)
 	g->dirty = false;
 }
 
+/* ---- one page, not N (shared mode) ------------------------------------------- */
+
+enum lease_step { LEASE_SEND, LEASE_WAIT, LEASE_STAND_DOWN };
+
+static void on_lease(void *ctx, int verdict)
+{
+	struct lease_wait *w = ctx;
+	struct group *g = w->g;
+	free(w);
+	if (!g || verdict == -2)
+		return;
+	g->lease_wait = NULL;
+	g->lease_ready = true;
+	g->lease_verdict = verdict;
+	/* Flush again at once, with the verdict. */
+	ev_timer_stop(g->p->loop, &g->timer);
+	ev_timer_set(&g->timer, 0.0, 0.0);
+	ev_timer_start(g->p->loop, &g->timer);
+}
+
+/*
+ * Before a group's message leaves: the replica holding the group's lease
+ * sends it, the others stand down. Without Redis (down, full) every replica
+ * sends: duplicates rather than silence.
+ */
+static enum lease_step lease_step(struct policy *p, struct group *g)
+{
+	if (!p->redis)
+		return LEASE_SEND;
+	if (g->lease_ready) {
+		g->lease_ready = false;
+		if (g->lease_verdict == 0) {
+			p->stood_down++;
+			return LEASE_STAND_DOWN;
+		}
+		if (g->lease_verdict < 0)
+			p->sent_alone++;
+		return LEASE_SEND;
+	}
+	if (g->lease_wait)
+		return LEASE_WAIT;
+	struct lease_wait *w = malloc(sizeof *w);
+	if (!w || !sink_redis_up(p->redis)) {
+		free(w);
+		p->sent_alone++;
+		return LEASE_SEND;
+	}
+	w->g = g;
+	if (sink_redis_lease(p->redis, g->key, on_lease, w) < 0) {
+		free(w);
+		p->sent_alone++;
+		return LEASE_SEND;
+	}
+	g->lease_wait = w;
+	return LEASE_WAIT;
+}
+
+void policy_set_redis(struct policy *p, struct sink_redis *r)
+{
+	p->redis = r;
+}
+
 static void flush(struct policy *p, struct group *g, int64_t now)
 {
 	const struct route *rt = &p->routes[g->route];
@@ -581,7 +662,13 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	if (n && am_only && rt->has_am) {
 		send_group(p, g, as, n, now, true, 0);
 	} else if (n && !am_only && (changed || repeat)) {
-		send_group(p, g, as, n, now, false, read_us);
+		enum lease_step step = lease_step(p, g);
+		if (step == LEASE_WAIT) { /* flushed again when the answer comes */
+			free(as);
+			return;
+		}
+		if (step == LEASE_SEND)
+			send_group(p, g, as, n, now, false, read_us);
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;
