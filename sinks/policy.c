@@ -117,8 +117,6 @@ struct policy {
 	char *silences_path;
 	struct kl_buf scratch;
 	struct sink_redis *redis; /* shared mode: leases (NULL: every replica sends) */
-	uint64_t stood_down;	  /* messages another replica's lease sent */
-	uint64_t sent_alone;	  /* messages sent without a lease (Redis away) */
 };
 
 /* ---- labels ------------------------------------------------------------------- */
@@ -591,26 +589,17 @@ static enum lease_step lease_step(struct policy *p, struct group *g)
 		return LEASE_SEND;
 	if (g->lease_ready) {
 		g->lease_ready = false;
-		if (g->lease_verdict == 0) {
-			p->stood_down++;
-			return LEASE_STAND_DOWN;
-		}
-		if (g->lease_verdict < 0)
-			p->sent_alone++;
-		return LEASE_SEND;
+		/* Counted by the connection (won, stood down, alone). */
+		return g->lease_verdict == 0 ? LEASE_STAND_DOWN : LEASE_SEND;
 	}
 	if (g->lease_wait)
 		return LEASE_WAIT;
 	struct lease_wait *w = malloc(sizeof *w);
-	if (!w || !sink_redis_up(p->redis)) {
+	if (w)
+		w->g = g;
+	/* Down or full: -EAGAIN, counted as sent alone. */
+	if (!w || sink_redis_lease(p->redis, g->key, on_lease, w) < 0) {
 		free(w);
-		p->sent_alone++;
-		return LEASE_SEND;
-	}
-	w->g = g;
-	if (sink_redis_lease(p->redis, g->key, on_lease, w) < 0) {
-		free(w);
-		p->sent_alone++;
 		return LEASE_SEND;
 	}
 	g->lease_wait = w;
