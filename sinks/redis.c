@@ -67,6 +67,7 @@ struct sink_redis {
 	bool up;	       /* connected (AUTH and SELECT sent) */
 	bool was_up;	       /* for "back" vs "connected" */
 	bool down_logged;      /* the current outage was logged */
+	bool unproven;	       /* connected, nothing answered yet */
 	double backoff;
 	ev_timer retry;
 	ev_timer watchdog;
@@ -137,12 +138,23 @@ static void sent(struct sink_redis *r, size_t bytes)
 	r->st.bytes_out += bytes;
 }
 
+/* A connection counts as back at its first answer, not at connect: a
+ * stopped (SIGSTOP) Redis still accepts connections, and must not reset the
+ * backoff or the "logged once" of its outage at each attempt. */
 static void answered(struct sink_redis *r)
 {
 	if (r->inflight)
 		r->inflight--;
 	r->wait_since_us = kl_mono_us();
 	r->st.replies++;
+	if (!r->unproven)
+		return;
+	r->unproven = false;
+	r->backoff = BACKOFF_MIN;
+	kl_log(KL_LOG_INFO, "redis %s:%u: %s; shared mode on (replica '%s')", r->host, r->port,
+	       r->was_up ? "connected again" : "connected", r->replica);
+	r->was_up = true;
+	r->down_logged = false;
 }
 
 /* Send argv formatted; false when not sent (down, full, no memory). */
@@ -214,12 +226,8 @@ static void on_connect(const redisAsyncContext *c, int status)
 		return;
 	}
 	r->up = true;
-	r->backoff = BACKOFF_MIN;
+	r->unproven = true;
 	r->st.connects++;
-	kl_log(KL_LOG_INFO, "redis %s:%u: %s; shared mode on (replica '%s')", r->host, r->port,
-	       r->was_up ? "connected again" : "connected", r->replica);
-	r->was_up = true;
-	r->down_logged = false;
 	/* Pipelined ahead of anything else: they are answered first. */
 	if (r->password) {
 		const char *argv[] = { "AUTH", r->password };
@@ -233,6 +241,9 @@ static void on_connect(const redisAsyncContext *c, int status)
 		size_t lens[] = { 6, strlen(db) };
 		send_argv(r, on_status, NULL, 2, argv, lens);
 	}
+	const char *ping[] = { "PING" };
+	size_t plen[] = { 4 };
+	send_argv(r, on_status, NULL, 1, ping, plen); /* its answer proves the connection */
 	if (r->state_fn)
 		r->state_fn(r->ctx, true);
 }

@@ -23,6 +23,10 @@ by path, `shared: true`, and one webhook receiver (the same URL).
            /d, split so that neither alone has a verdict, fires on the union
            again: one message. The stream (new since the restart) holds the
            transitions that were sent.
+  slow     redis-server is paused (SIGSTOP): connections are accepted, nothing
+           is answered. Each replica takes it for down after 3 s without an
+           answer, logs that once (however many reconnects meet the same
+           silence), and is connected again once it is resumed (SIGCONT).
 
 Skipped (77) only when redis-server is not installed. Deadlines only guard
 against a hang; nothing asserts a duration.
@@ -296,6 +300,24 @@ def body():
           "the stream (since the restart) has no /d firing entry: %r" % st)
     log("back: shared view again, /d on the union: 1 message; the stream has %d entries"
         % len(st))
+
+    # ---- slow: Redis stopped (SIGSTOP) answers nothing, accepts connections
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        for r in alive:
+            r.kl.wait_log("no answer for 3s", "%s to take a silent Redis for down" % r.name)
+        time.sleep(QUIET)   # reconnects meanwhile answer nothing either
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    for r in alive:
+        r.kl.wait_log("connected again", "%s to reconnect after the pause" % r.name,
+                      deadline_s=90, count=2)
+        check(r.kl.stderr().count("going on alone") == 2,
+              "%s: each outage is logged once (two outages), its log:\n%s"
+              % (r.name, tail(r.kl.stderr())))
+        check((r.metric("klaxon_redis_slow_total") or 0) >= 1, "%s: no slow Redis counted" % r.name)
+        check(r.metric("klaxon_redis_up") == 1, "%s: not connected again" % r.name)
+    log("slow: a paused Redis taken for down once, then reconnected")
     for r in alive:
         rc = r.kl.stop()
         check(rc == 0, "%s exited %s on SIGTERM:\n%s" % (r.name, rc, tail(r.kl.stderr())))
