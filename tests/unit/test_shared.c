@@ -362,6 +362,50 @@ static void test_lost_and_back(void **state)
 	assert_true(fabs(v - 0.06) < 1e-9);
 }
 
+/* What another process wrote is input: junk fields and snapshots of another
+ * shape are refused and counted, never merged, never a crash. */
+static void test_hostile_fields(void **state)
+{
+	struct fx *fx = *state;
+	int64_t t0 = BASE_US;
+	for (int i = 0; i < 100; i++)
+		feed(fx->rep[0], t0 + i * 100000, i < 6 ? 503 : 200, 0.01, "/z");
+	struct seen s[3] = { 0 };
+	round_at(fx, 1, t0 + 12 * SEC, s);
+	/* Every key rep[0] wrote gets junk from "x": no '|', a bad group, a
+	 * snapshot cut short, and a snapshot of another rule (Slow's shape). */
+	const char *slow_val = NULL;
+	size_t slow_len = 0;
+	for (size_t i = 0; i < ST.n; i++)
+		if (strstr(ST.e[i].key, "klaxon:w:Slow/")) {
+			slow_val = ST.e[i].val;
+			slow_len = ST.e[i].vlen;
+		}
+	assert_non_null(slow_val);
+	size_t n = ST.n;
+	for (size_t i = 0; i < n; i++) {
+		if (!strstr(ST.e[i].key, "klaxon:w:Errors/"))
+			continue;
+		char *key = kl_strndup(ST.e[i].key, strlen(ST.e[i].key));
+		char *val = kl_strndup(ST.e[i].val, ST.e[i].vlen);
+		size_t vlen = ST.e[i].vlen;
+		put(&ST, key, "nobar", 5, "x", 1, 1000);
+		put(&ST, key, "x|\xff\xff\xff", 5, val, vlen, 1000);
+		put(&ST, key, "y|\x02/z", 5, val, vlen / 2, 1000);
+		put(&ST, key, "w|\x02/z", 5, slow_val, slow_len, 1000);
+		free(key);
+		free(val);
+	}
+	ST.asking = fx->rep[1];
+	rules_shared_sync(fx->rep[1], t0 + 13 * SEC);
+	answer_all(&ST);
+	struct rules_shared_stats st;
+	rules_shared_get_stats(fx->rep[1], &st);
+	assert_true(st.refused >= 4);
+	/* rep[0]'s own snapshot was merged: rep[1] sees its 100 events. */
+	assert_true(st.fields >= 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +413,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quantile_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_and_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_fields, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
