@@ -16,7 +16,10 @@
  *  - Nothing here waits: put and get are the store's, and return at once.
  *  - Only buckets that may still change are read again: the current one and
  *    those within REREAD_US behind it (another replica publishes within a
- *    sync of writing). Older ones are read once and kept (final_upto).
+ *    sync of writing). Older ones are read once and kept (final_upto) —
+ *    except in the first REREAD_US after a (re)connect, when the others are
+ *    publishing their whole windows again, and once every FULL_REREAD_US (a
+ *    replica that joined late published old buckets the others had cached).
  *  - Losing the store drops the remote rings: the rules are judged on local
  *    windows alone until the store is back, and then every live bucket is
  *    published again (a restarted Redis has none of them).
@@ -34,11 +37,16 @@
 /* Keys live a window and this much more: a replica that stops publishing
  * leaves nothing behind after that. */
 #define TTL_MARGIN_MS 60000
+/* Completed buckets are read again this often: a replica that joins, or
+ * reconnects, publishes old buckets again, after the others cached them. */
+#define FULL_REREAD_US (30 * 1000000LL)
 
 struct shared_rule {
 	char *prefix;	    /* "klaxon:w:ALERT/SOURCE:" */
 	size_t plen;
 	int64_t final_upto; /* newest bucket read for good, or INT64_MIN */
+	int64_t full_us;    /* when the whole window was last read, or INT64_MIN */
+	int64_t grace_until_us; /* after a (re)connect: nothing is final before */
 };
 
 struct shared_set {
@@ -129,6 +137,7 @@ int rules_share(struct rules_set *rs, const struct rules_store *store, const cha
 		r->sh->prefix = p.p;
 		r->sh->plen = p.len;
 		r->sh->final_upto = INT64_MIN;
+		r->sh->full_us = INT64_MIN;
 		republish(r); /* restored state, or a reload: the store may not have it */
 		ss->st.rules++;
 	}
@@ -182,9 +191,21 @@ static void publish_group(struct shared_set *ss, struct rule *r, struct group *g
 }
 
 /* Ask for the buckets of the window that are not cached for good. */
-static void fetch_rule(struct shared_set *ss, struct rule *r, size_t idx, int64_t cur)
+static void fetch_rule(struct shared_set *ss, struct rule *r, size_t idx, int64_t now,
+		       int64_t cur)
 {
 	const struct window_shape *s = &r->shape;
+	/* The first reads after a (re)connect are none of them final: the
+	 * other replicas publish their whole windows again within a sync. */
+	if (r->sh->full_us == INT64_MIN) {
+		r->sh->grace_until_us = now + REREAD_US;
+		r->sh->full_us = now;
+		r->sh->final_upto = INT64_MIN;
+	} else if (now - r->sh->full_us >= FULL_REREAD_US) {
+		r->sh->full_us = now; /* one whole read, then cached again */
+		r->sh->final_upto = INT64_MIN;
+	}
+	bool settled = now >= r->sh->grace_until_us;
 	int64_t depth = 1 + (REREAD_US + s->width_us - 1) / s->width_us;
 	int64_t from = cur - (int64_t)s->nwin + 1;
 	if (r->sh->final_upto != INT64_MIN && r->sh->final_upto + 1 > from)
@@ -196,7 +217,7 @@ static void fetch_rule(struct shared_set *ss, struct rule *r, size_t idx, int64_
 		ss->st.gets++;
 		/* Read now, and nobody writes it any more: the answer is final
 		 * (if it never comes, the store was lost and this is reset). */
-		if (b <= cur - depth)
+		if (settled && b <= cur - depth)
 			r->sh->final_upto = b;
 	}
 }
@@ -214,7 +235,7 @@ void rules_shared_sync(struct rules_set *rs, int64_t now)
 		int64_t ttl_ms = (int64_t)r->shape.nb * r->shape.width_us / 1000 + TTL_MARGIN_MS;
 		for (size_t k = 0; k < r->ngroups; k++)
 			publish_group(ss, r, &r->groups[k], cur, ttl_ms);
-		fetch_rule(ss, r, i, cur);
+		fetch_rule(ss, r, i, now, cur);
 	}
 }
 
@@ -299,6 +320,7 @@ void rules_shared_lost(struct rules_set *rs)
 		if (!r->sh)
 			continue;
 		r->sh->final_upto = INT64_MIN;
+		r->sh->full_us = INT64_MIN;
 		for (size_t k = 0; k < r->ngroups; k++) {
 			struct group *g = &r->groups[k];
 			g->w.remote = NULL;
