@@ -81,6 +81,11 @@ struct group {
 	struct lease_wait *lease_wait;
 	bool lease_ready;
 	int lease_verdict;
+	/* Stood down for a message of hash verify_hash: once the holder's lease
+	 * has run out, check that it told it (its "sent" mark), else send. */
+	ev_timer verify;
+	uint64_t verify_hash;
+	struct lease_wait *verify_wait;
 	struct group *next;
 };
 
@@ -293,8 +298,11 @@ static void galert_free(struct galert *a)
 static void group_free(struct group *g)
 {
 	ev_timer_stop(g->p->loop, &g->timer);
+	ev_timer_stop(g->p->loop, &g->verify);
 	if (g->lease_wait)
 		g->lease_wait->g = NULL;
+	if (g->verify_wait)
+		g->verify_wait->g = NULL;
 	for (size_t i = 0; i < g->n; i++)
 		galert_free(&g->alerts[i]);
 	free(g->alerts);
@@ -322,6 +330,7 @@ static bool has_firing(const struct group *g)
 }
 
 static void on_group_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_verify(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Arm the group's one timer for its next due instant. */
 static void schedule(struct group *g, int64_t now)
@@ -398,6 +407,8 @@ static struct group *group_get(struct policy *p, size_t route, const struct noti
 	g->created_us = now;
 	ev_init(&g->timer, on_group_timer);
 	g->timer.data = g;
+	ev_init(&g->verify, on_verify);
+	g->verify.data = g;
 	g->next = p->groups;
 	p->groups = g;
 	return g;
@@ -606,6 +617,57 @@ static enum lease_step lease_step(struct policy *p, struct group *g)
 	return LEASE_WAIT;
 }
 
+/* Send the group's message again as if it had changed (the lease decides). */
+static void resend(struct group *g)
+{
+	g->last_hash = 0;
+	g->dirty = true;
+	schedule(g, kl_wall_us());
+}
+
+static void on_sent_mark(void *ctx, int status, uint64_t hash)
+{
+	struct lease_wait *w = ctx;
+	struct group *g = w->g;
+	free(w);
+	if (!g || status == -2)
+		return;
+	g->verify_wait = NULL;
+	/* Told by the holder, or overtaken by a newer message of ours. */
+	if ((status == 1 && hash == g->verify_hash) || g->last_hash != g->verify_hash)
+		return;
+	kl_log(KL_LOG_WARN, "notify: group %s: the replica holding its lease did not send its "
+			    "message; sending it from here",
+	       g->key);
+	resend(g);
+}
+
+static void on_verify(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct group *g = t->data;
+	struct policy *p = g->p;
+	if (g->verify_wait || g->last_hash != g->verify_hash)
+		return;
+	struct lease_wait *w = malloc(sizeof *w);
+	if (w)
+		w->g = g;
+	if (!w || sink_redis_sent(p->redis, g->key, on_sent_mark, w) < 0) {
+		free(w);
+		resend(g); /* Redis away: duplicates rather than silence */
+		return;
+	}
+	g->verify_wait = w;
+}
+
+/* After standing down for hash h: verify once the holder's lease is over. */
+static void arm_verify(struct policy *p, struct group *g, uint64_t h)
+{
+	g->verify_hash = h;
+	ev_timer_stop(p->loop, &g->verify);
+	ev_timer_set(&g->verify, (double)sink_redis_lease_ms(p->redis) / 1000.0 + 1.0, 0.0);
+	ev_timer_start(p->loop, &g->verify);
+}
+
 void policy_set_redis(struct policy *p, struct sink_redis *r)
 {
 	p->redis = r;
@@ -658,6 +720,10 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 		}
 		if (step == LEASE_SEND)
 			send_group(p, g, as, n, now, false, read_us);
+		if (step == LEASE_SEND && p->redis)
+			sink_redis_mark_sent(p->redis, g->key, h);
+		else if (step == LEASE_STAND_DOWN)
+			arm_verify(p, g, h);
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;

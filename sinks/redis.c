@@ -433,6 +433,77 @@ local:
 	return -EAGAIN;
 }
 
+/* The holder's "sent" mark: which message of the group it told last. */
+void sink_redis_mark_sent(struct sink_redis *r, const char *name, uint64_t hash)
+{
+	struct kl_buf key = { 0 };
+	char hex[17], ms[24];
+	if (kl_buf_appendf(&key, "klaxon:sent:%s", name) < 0)
+		return;
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)hash);
+	snprintf(ms, sizeof ms, "%lld", (long long)(2 * r->lease_ms + 60000));
+	const char *argv[] = { "SET", key.p, hex, "PX", ms };
+	size_t lens[] = { 3, key.len, 16, 2, strlen(ms) };
+	send_argv(r, on_status, NULL, 5, argv, lens);
+	kl_buf_free(&key);
+}
+
+struct sent_ask {
+	sink_redis_sent_fn fn;
+	void *ctx;
+};
+
+static void on_sent(redisAsyncContext *c, void *reply, void *priv)
+{
+	struct sent_ask *a = priv;
+	struct sink_redis *r = c->data;
+	redisReply *rep = reply;
+	int status = -1;
+	uint64_t hash = 0;
+	if (r && r->closing) {
+		status = -2;
+	} else if (r && r->ac == c && rep) {
+		answered(r);
+		if (rep->type == REDIS_REPLY_NIL) {
+			status = 0;
+		} else if (rep->type == REDIS_REPLY_STRING && rep->len == 16) {
+			char hex[17];
+			memcpy(hex, rep->str, 16);
+			hex[16] = '\0';
+			hash = strtoull(hex, NULL, 16);
+			status = 1;
+		}
+	}
+	a->fn(a->ctx, status, hash);
+	free(a);
+}
+
+int sink_redis_sent(struct sink_redis *r, const char *name, sink_redis_sent_fn fn, void *ctx)
+{
+	struct kl_buf key = { 0 };
+	struct sent_ask *a = malloc(sizeof *a);
+	if (!a || kl_buf_appendf(&key, "klaxon:sent:%s", name) < 0) {
+		free(a);
+		kl_buf_free(&key);
+		return -ENOMEM;
+	}
+	*a = (struct sent_ask){ fn, ctx };
+	const char *argv[] = { "GET", key.p };
+	size_t lens[] = { 3, key.len };
+	bool ok = send_argv(r, on_sent, a, 2, argv, lens);
+	kl_buf_free(&key);
+	if (!ok) {
+		free(a);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+int64_t sink_redis_lease_ms(const struct sink_redis *r)
+{
+	return r->lease_ms;
+}
+
 void sink_redis_xadd(struct sink_redis *r, bool event, const char *kind, const char *json,
 		     size_t len)
 {

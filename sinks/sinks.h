@@ -230,6 +230,14 @@ void sink_redis_hgetall(struct sink_redis *r, const char *key, uint64_t tag);
  * later (always once), or -EAGAIN (down, full: decide locally, fn is not
  * called). */
 int sink_redis_lease(struct sink_redis *r, const char *name, sink_redis_lease_fn fn, void *ctx);
+/* The lease holder marks the message it sent (its hash) for the group;
+ * sink_redis_sent reads the mark back: fn(ctx, status, hash) later, always
+ * once (status 1 found, 0 none, -1 unknown, -2 cancelled), and 0; or
+ * -EAGAIN / -ENOMEM at once (fn not called). */
+typedef void (*sink_redis_sent_fn)(void *ctx, int status, uint64_t hash);
+void sink_redis_mark_sent(struct sink_redis *r, const char *name, uint64_t hash);
+int sink_redis_sent(struct sink_redis *r, const char *name, sink_redis_sent_fn fn, void *ctx);
+int64_t sink_redis_lease_ms(const struct sink_redis *r);
 /* XADD the stream MAXLEN ~ N, if it takes this kind (event or transition). */
 void sink_redis_xadd(struct sink_redis *r, bool event, const char *kind, const char *json,
 		     size_t len);
