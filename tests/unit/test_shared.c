@@ -406,6 +406,32 @@ static void test_hostile_fields(void **state)
 	assert_true(st.fields >= 1);
 }
 
+/* `shared:` takes true or false; anything else is an error at its place. */
+static void test_shared_key(void **state)
+{
+	struct fx *fx = *state;
+	char file[160];
+	snprintf(file, sizeof file, "%s/bad.yml", fx->dir);
+	FILE *f = fopen(file, "w");
+	fputs("rules:\n  - alert: A\n    source: app\n    expr: count() > 1\n    shared: maybe\n", f);
+	fclose(f);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	struct kl_diag d = { .out = out };
+	const char *files[] = { file };
+	assert_null(rules_load(files, 1, SOURCES, 1, &d));
+	fclose(out);
+	char want[512];
+	snprintf(want, sizeof want,
+		 "%s:5:13: 'shared' must be true or false, found 'maybe' (true: the rule's windows "
+		 "are merged across replicas through `redis:`)\n",
+		 file);
+	assert_string_equal(text, want);
+	free(text);
+	unlink(file);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -414,6 +440,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quantile_exact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lost_and_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_fields, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_key, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
