@@ -27,76 +27,8 @@
 #define DEFAULT_WINDOW_US (5 * 60 * 1000000LL)
 #define DEFAULT_MAX_GROUPS 100
 #define MAX_MAX_GROUPS 100000
-#define MAX_BY 8
 #define BUCKETS_PER_WINDOW 60
 #define SEEN_CAP 10000 /* values a new() call remembers per rule */
-
-enum astate { S_INACTIVE, S_PENDING, S_FIRING };
-
-struct group {
-	uint64_t hash;
-	struct kl_str *vals; /* nby owned copies of the by-values ("" when absent) */
-	struct window w;
-	struct hist *hists;	/* expr.nhists: the zscore/baseline histories */
-	enum astate state;
-	int64_t since_us;	/* pending since, or firing since */
-	int64_t false_since_us; /* firing, condition false since (or -1) */
-};
-
-struct rule {
-	char *alert;
-	char *expr_src;	/* as written: a reload keeps the state of unchanged rules */
-	char *file;
-	int line;
-	unsigned source;
-	struct expr expr;
-	const struct node *value_node;
-	struct window_shape shape;
-	int64_t window_us;
-	int64_t for_us;
-	int64_t keep_us;
-	uint64_t min_events;
-	unsigned by[MAX_BY];
-	char *by_names[MAX_BY];
-	size_t nby;
-	struct rules_label *labels; /* owned strings */
-	size_t nlabels;
-	struct rules_label *annotations; /* templates, owned */
-	size_t nannotations;
-	struct group *groups;
-	size_t ngroups;
-	size_t max_groups;
-	struct seen **seen;	/* per aggregate: new()'s table, else NULL */
-	int32_t *index;	   /* open addressing: group index + 1, 0 = empty */
-	size_t index_mask;
-	bool dirty;
-	uint64_t dropped;	 /* events of new groups past max_groups */
-	uint64_t dropped_logged; /* dropped when last logged */
-	int64_t dropped_log_us;
-	uint64_t evaluations;	 /* observability (rules_rule_info) */
-	int64_t eval_ns;
-	int64_t fed_read_us;	 /* newest read time fed since the last evaluation */
-};
-
-struct rules_set {
-	struct rule *rules;
-	size_t n;
-	const struct rules_source *sources;
-	size_t nsources;
-	unsigned **by_source; /* per source: rule indexes */
-	size_t *nby_source;
-	pcre2_match_data *md;
-	struct sketch sk_scratch;
-	struct hll hll_scratch;
-	int64_t eval_interval_us;
-	int64_t last_tick_us;
-	int64_t last_now_us;
-	struct rules_stats stats;
-	struct kl_buf render; /* annotation rendering scratch */
-	struct rules_label *out_labels;
-	struct rules_label *out_ann;
-	uint64_t generation; /* changes whenever what rules_save writes does */
-};
 
 /* ---- groups ----------------------------------------------------------------- */
 
@@ -165,9 +97,14 @@ static bool hists_init(struct rule *r, struct group *g)
 	return true;
 }
 
-static void group_release(struct rule *r, struct group *g)
+void group_release(struct rule *r, struct group *g)
 {
 	hists_free(r, g);
+	if (g->remote) {
+		window_free(g->remote, &r->shape);
+		free(g->remote);
+		g->remote = NULL;
+	}
 	window_free(&g->w, &r->shape);
 	for (size_t i = 0; i < r->nby; i++)
 		free((void *)g->vals[i].p);
@@ -180,6 +117,9 @@ static struct group *group_create(struct rule *r, const struct parser_event *ev,
 	memset(g, 0, sizeof *g);
 	g->hash = h;
 	g->false_since_us = -1;
+	g->pub_lo = INT64_MAX;
+	g->pub_hi = INT64_MIN;
+	g->pub_hot = INT64_MAX;
 	if (r->nby) {
 		g->vals = calloc(r->nby, sizeof *g->vals);
 		if (!g->vals)
@@ -233,6 +173,47 @@ static struct group *group_of(struct rules_set *rs, struct rule *r, const struct
 	return g;
 }
 
+/* The group of the given by-values (rule r's nby of them), created if new;
+ * NULL past the cap or out of memory. For shared windows: another replica's
+ * group this one has not seen yet. */
+struct group *group_of_values(struct rules_set *rs, struct rule *r, const struct kl_str *vals)
+{
+	if (!r->nby)
+		return &r->groups[0];
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < r->nby; i++)
+		h = hash_bytes(hash_bytes(h, vals[i].p, vals[i].len), "\x1f", 1);
+	size_t slot = h & r->index_mask;
+	for (int32_t gi; (gi = r->index[slot]); slot = (slot + 1) & r->index_mask) {
+		struct group *g = &r->groups[gi - 1];
+		bool same = g->hash == h;
+		for (size_t i = 0; same && i < r->nby; i++)
+			same = g->vals[i].len == vals[i].len &&
+			       !memcmp(g->vals[i].p, vals[i].p, vals[i].len);
+		if (same)
+			return g;
+	}
+	if (r->ngroups >= r->max_groups) {
+		rs->stats.groups_dropped++;
+		r->dropped++;
+		return NULL;
+	}
+	struct group *g = group_create(r, NULL, h);
+	if (!g)
+		return NULL;
+	for (size_t i = 0; i < r->nby; i++) {
+		char *c = kl_strndup(vals[i].p, vals[i].len);
+		if (!c) { /* keep the group with "" for this value: it is counted once */
+			rs->stats.groups_dropped++;
+			continue;
+		}
+		free((void *)g->vals[i].p);
+		g->vals[i] = (struct kl_str){ c, vals[i].len };
+	}
+	r->index[slot] = (int32_t)r->ngroups;
+	return g;
+}
+
 /* ---- feeding ---------------------------------------------------------------- */
 
 void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *ev)
@@ -249,6 +230,8 @@ void rules_feed(struct rules_set *rs, unsigned source_idx, struct parser_event *
 		struct newctx nc = { r->seen, g->hash };
 		if (window_add(&g->w, &r->shape, ev, rs->md, r->expr.nnew ? &nc : NULL) < 0)
 			rs->stats.late_events++;
+		else if (r->sh)
+			shared_mark(g);
 		r->dirty = true;
 		if (ev->read_us > r->fed_read_us)
 			r->fed_read_us = ev->read_us;
@@ -785,7 +768,7 @@ static bool valid_name(const char *s)
 
 static const char *const rule_keys[] = {
 	"alert", "source", "expr", "window", "min_events", "for", "keep_firing_for",
-	"by", "labels", "annotations", "max_groups",
+	"by", "labels", "annotations", "max_groups", "shared",
 };
 
 static bool check_keys(struct loader *l, const struct kl_ynode *m)
@@ -797,7 +780,7 @@ static bool check_keys(struct loader *l, const struct kl_ynode *m)
 			known |= !strcmp(m->keys[i]->str, rule_keys[k]);
 		if (!known) {
 			err_at(l, m->keys[i],
-			       "unknown key '%s' in a rule; expected alert, source, expr, window, min_events, for, keep_firing_for, by, labels, annotations or max_groups",
+			       "unknown key '%s' in a rule; expected alert, source, expr, window, min_events, for, keep_firing_for, by, labels, annotations, max_groups or shared",
 			       m->keys[i]->str);
 			ok = false;
 		}
@@ -1049,6 +1032,17 @@ static bool load_rule(struct loader *l, struct rule *r, const struct kl_ynode *m
 			r->max_groups = (size_t)v;
 		}
 	}
+	if ((n = kl_ymap_get(m, "shared"))) {
+		const char *s = scalar(l, n, "shared");
+		if (s && (!strcmp(s, "true") || !strcmp(s, "false")))
+			r->shared = !strcmp(s, "true");
+		else {
+			err_at(l, n, "'shared' must be true or false, found '%s' (true: the rule's "
+				     "windows are merged across replicas through `redis:`)",
+			       s ? s : "");
+			ok = false;
+		}
+	}
 	if ((n = kl_ymap_get(m, "by")))
 		ok &= load_by(l, r, n, p);
 	if ((n = kl_ymap_get(m, "labels")))
@@ -1183,6 +1177,7 @@ void rules_free(struct rules_set *rs)
 {
 	if (!rs)
 		return;
+	shared_free(rs);
 	for (size_t i = 0; i < rs->n; i++)
 		rule_free(&rs->rules[i]);
 	free(rs->rules);

@@ -182,6 +182,66 @@ typedef void (*rules_alert_fn)(void *ctx, const struct rules_alert_state *a);
 /* Report every pending and firing alert, rule by rule. Changes no state. */
 void rules_each_alert(struct rules_set *rs, rules_alert_fn fn, void *ctx);
 
+/*
+ * Shared windows (shared mode). A shared rule (`shared: true`, or every rule
+ * when share_all) keeps, per group, its own buckets and a copy of the other
+ * replicas' buckets, and is judged on their merge. The rules never talk to
+ * Redis: the main program hands them a store with two calls, both of which
+ * must return at once (queue or drop; never wait):
+ *
+ *   put: HSET key field value + PEXPIRE key ttl_ms. One bucket of one group,
+ *        as a snapshot: putting it again is harmless (idempotent).
+ *   get: every field of key; the answer is handed back later through
+ *        rules_shared_answer with the same tag (or never, if the store is
+ *        lost: then rules_shared_lost).
+ *
+ * Keys are "klaxon:w:ALERT/SOURCE:BUCKET"; fields "REPLICA|GROUP" where GROUP
+ * is the by-values, each a varint length and its bytes. The value is
+ * window_bucket_encode's.
+ */
+struct rules_store {
+	void *ctx;
+	void (*put)(void *ctx, const char *key, const char *field, size_t flen, const char *val,
+		    size_t vlen, int64_t ttl_ms);
+	void (*get)(void *ctx, const char *key, uint64_t tag);
+};
+struct rules_field {
+	const char *name;
+	size_t nlen;
+	const char *val;
+	size_t vlen;
+};
+/*
+ * Enter shared mode: replica names this process in the fields it writes
+ * (copied; no '|'); share_all shares every rule, else those marked. 0 or
+ * -ENOMEM. The store must outlive rs (or the next rules_share call).
+ */
+int rules_share(struct rules_set *rs, const struct rules_store *store, const char *replica,
+		bool share_all);
+/*
+ * Once per eval tick while the store is up: put every bucket written since
+ * the last sync, and get the buckets of the window that may still change
+ * (and, once, those completed before: they are cached).
+ */
+void rules_shared_sync(struct rules_set *rs, int64_t now_us);
+/* An answer to a get: fields[0..n); n = 0 for an empty hash. */
+void rules_shared_answer(struct rules_set *rs, uint64_t tag, const char *key,
+			 const struct rules_field *fields, size_t n);
+/*
+ * The store is gone (down, slow, restarted): forget the other replicas'
+ * buckets, so every rule is judged on local windows alone, and put every live
+ * bucket again at the next sync (a restarted Redis lost them).
+ */
+void rules_shared_lost(struct rules_set *rs);
+struct rules_shared_stats {
+	uint64_t puts;		/* buckets put */
+	uint64_t gets;		/* buckets asked for */
+	uint64_t fields;	/* other replicas' bucket snapshots merged */
+	uint64_t refused;	/* snapshots not of this rule's shape (another version?) */
+	size_t rules;		/* rules shared */
+};
+void rules_shared_get_stats(const struct rules_set *rs, struct rules_shared_stats *out);
+
 /* Parse one expression on its own (for the fuzz target and tests): returns 0,
  * or -EINVAL with a message and the 1-based column of the problem. */
 int rules_expr_check(const char *expr, const struct parser *p, char *err, size_t errlen,

@@ -217,6 +217,9 @@ struct window {
 	 * saves two divisions per event. */
 	int64_t hot_start_us;	 /* its first µs, or INT64_MAX */
 	size_t hot_slot;
+	/* Shared windows: the other replicas' buckets, folded in by
+	 * window_events and window_agg (NULL: local only). Not owned. */
+	const struct window *remote;
 };
 
 struct window_shape {
@@ -242,5 +245,127 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i,
  * of it: free it) or -ENOMEM. */
 int window_encode(const struct window *w, const struct window_shape *s, struct kl_buf *out);
 int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *r);
+
+/*
+ * Shared windows: one bucket as a snapshot another replica merges. The
+ * encoding starts with the shape (bucket width, cells, sketches, hlls) so a
+ * replica running a different rule under the same name is refused rather
+ * than misread; then the cells, the sketches and the hlls, exactly.
+ *
+ * window_bucket_encode appends bucket number `bucket` of w to out: 0,
+ * -ENOENT (not in the ring any more) or -ENOMEM.
+ * window_bucket_clear empties bucket `bucket` of w (a remote window about to
+ * take a fresh answer for it): 0, or -ERANGE when a newer bucket holds its
+ * slot (the answer is stale).
+ * window_bucket_merge adds an encoded bucket into w's bucket `bucket`
+ * (cleared first): cells summed, min/min, max/max, last by time, sketches
+ * merged exactly, hlls as unions. 0, -EINVAL (not an encoding of this shape)
+ * or -ENOMEM; w is unchanged on failure.
+ */
+int window_bucket_encode(const struct window *w, const struct window_shape *s, int64_t bucket,
+			 struct kl_buf *out);
+int window_bucket_clear(struct window *w, const struct window_shape *s, int64_t bucket);
+int window_bucket_merge(struct window *w, const struct window_shape *s, int64_t bucket,
+			const char *data, size_t len);
+
+/* ---- rules, groups, the set (rules.c; shared.c reads them too) ----------- */
+
+#define MAX_BY 8
+
+struct shared_rule;  /* shared.c: a shared rule's view of the other replicas */
+
+enum astate { S_INACTIVE, S_PENDING, S_FIRING };
+
+struct group {
+	uint64_t hash;
+	struct kl_str *vals; /* nby owned copies of the by-values ("" when absent) */
+	struct window w;
+	/* Shared rules: the other replicas' buckets of this group (shared.c),
+	 * and the buckets written since the last publish (INT64_MAX..INT64_MIN:
+	 * none). */
+	struct window *remote;
+	int64_t pub_lo, pub_hi;
+	int64_t pub_hot; /* w.hot_start_us when last marked */
+	struct hist *hists;	/* expr.nhists: the zscore/baseline histories */
+	enum astate state;
+	int64_t since_us;	/* pending since, or firing since */
+	int64_t false_since_us; /* firing, condition false since (or -1) */
+};
+
+struct rule {
+	char *alert;
+	char *expr_src;	/* as written: a reload keeps the state of unchanged rules */
+	char *file;
+	int line;
+	unsigned source;
+	struct expr expr;
+	const struct node *value_node;
+	struct window_shape shape;
+	int64_t window_us;
+	int64_t for_us;
+	int64_t keep_us;
+	uint64_t min_events;
+	unsigned by[MAX_BY];
+	char *by_names[MAX_BY];
+	size_t nby;
+	struct rules_label *labels; /* owned strings */
+	size_t nlabels;
+	struct rules_label *annotations; /* templates, owned */
+	size_t nannotations;
+	struct group *groups;
+	size_t ngroups;
+	size_t max_groups;
+	struct seen **seen;	/* per aggregate: new()'s table, else NULL */
+	int32_t *index;	   /* open addressing: group index + 1, 0 = empty */
+	size_t index_mask;
+	bool dirty;
+	uint64_t dropped;	 /* events of new groups past max_groups */
+	uint64_t dropped_logged; /* dropped when last logged */
+	int64_t dropped_log_us;
+	uint64_t evaluations;	 /* observability (rules_rule_info) */
+	int64_t eval_ns;
+	int64_t fed_read_us;	 /* newest read time fed since the last evaluation */
+	bool shared;		 /* `shared: true`: merged across replicas (shared.c) */
+	struct shared_rule *sh;	 /* NULL: not shared now */
+};
+
+struct rules_set {
+	struct rule *rules;
+	size_t n;
+	const struct rules_source *sources;
+	size_t nsources;
+	unsigned **by_source; /* per source: rule indexes */
+	size_t *nby_source;
+	pcre2_match_data *md;
+	struct sketch sk_scratch;
+	struct hll hll_scratch;
+	int64_t eval_interval_us;
+	int64_t last_tick_us;
+	int64_t last_now_us;
+	struct rules_stats stats;
+	struct kl_buf render; /* annotation rendering scratch */
+	struct rules_label *out_labels;
+	struct rules_label *out_ann;
+	uint64_t generation; /* changes whenever what rules_save writes does */
+	struct shared_set *shared; /* shared.c; NULL: not in shared mode */
+};
+
+
+struct group *group_of_values(struct rules_set *rs, struct rule *r, const struct kl_str *vals);
+void group_release(struct rule *r, struct group *g);
+
+/* shared.c */
+void shared_free(struct rules_set *rs);
+/* Note that g's bucket holding its newest write changed (rules_feed). */
+static inline void shared_mark(struct group *g)
+{
+	if (g->w.hot_start_us == g->pub_hot)
+		return;
+	g->pub_hot = g->w.hot_start_us;
+	if (g->pub_hot < g->pub_lo)
+		g->pub_lo = g->pub_hot;
+	if (g->pub_hot > g->pub_hi)
+		g->pub_hi = g->pub_hot;
+}
 
 #endif

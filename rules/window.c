@@ -274,7 +274,7 @@ double window_events(const struct window *w, const struct window_shape *s, int64
 	double events = 0;
 	for (size_t i = 0; i < n; i++)
 		events += w->cells[slots[i] * s->expr->ncells];
-	return events;
+	return w->remote ? events + window_events(w->remote, s, now) : events;
 }
 
 /* Subtract from the totals every bucket that has left the window ending at now. */
@@ -304,39 +304,13 @@ static void rebuild_totals(struct window *w, const struct window_shape *s)
 	w->totals_stale = !ok;
 }
 
-double window_agg(struct window *w, const struct window_shape *s, unsigned i, int64_t now,
-		  struct sketch *sk, struct hll *hl)
+/* Fold aggregate a over w's buckets in the window ending at now into x0/x1
+ * (and the scratch sketch/hll). */
+static void fold(const struct window *w, const struct window_shape *s, const struct agg *a,
+		 int64_t now, double *px0, double *px1, struct sketch *sk, struct hll *hl)
 {
 	const struct expr *e = s->expr;
-	const struct agg *a = &e->aggs[i];
-	double x0 = 0, x1 = 0;
-	switch (a->kind) {
-	case AGG_MIN:
-		x0 = INFINITY;
-		break;
-	case AGG_MAX:
-		x0 = -INFINITY;
-		break;
-	case AGG_LAST:
-		x0 = NAN;
-		x1 = -INFINITY;
-		break;
-	case AGG_QUANTILE:
-		advance_floor(w, s, now);
-		if (w->totals_stale)
-			rebuild_totals(w, s);
-		/* The totals also hold buckets newer than now's (events ahead of
-		 * the evaluation clock); then merge the window's buckets instead. */
-		if (!w->totals_stale && w->newest <= floor_div(now, s->width_us))
-			return sketch_quantile(&w->totals[a->sketch], a->q);
-		sketch_reset(sk);
-		break;
-	case AGG_DISTINCT:
-		hll_reset(hl);
-		break;
-	default:
-		break;
-	}
+	double x0 = *px0, x1 = *px1;
 	size_t slots[64];
 	size_t nlive = live_slots(w, s, now, slots);
 	for (size_t k = 0; k < nlive; k++) {
@@ -367,6 +341,46 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
 				x1 += c[1];
 		}
 	}
+	*px0 = x0;
+	*px1 = x1;
+}
+
+double window_agg(struct window *w, const struct window_shape *s, unsigned i, int64_t now,
+		  struct sketch *sk, struct hll *hl)
+{
+	const struct expr *e = s->expr;
+	const struct agg *a = &e->aggs[i];
+	double x0 = 0, x1 = 0;
+	switch (a->kind) {
+	case AGG_MIN:
+		x0 = INFINITY;
+		break;
+	case AGG_MAX:
+		x0 = -INFINITY;
+		break;
+	case AGG_LAST:
+		x0 = NAN;
+		x1 = -INFINITY;
+		break;
+	case AGG_QUANTILE:
+		advance_floor(w, s, now);
+		if (w->totals_stale)
+			rebuild_totals(w, s);
+		/* The totals also hold buckets newer than now's (events ahead of
+		 * the evaluation clock); then merge the window's buckets instead. */
+		if (!w->totals_stale && w->newest <= floor_div(now, s->width_us) && !w->remote)
+			return sketch_quantile(&w->totals[a->sketch], a->q);
+		sketch_reset(sk);
+		break;
+	case AGG_DISTINCT:
+		hll_reset(hl);
+		break;
+	default:
+		break;
+	}
+	/* The local buckets, then (shared windows) the other replicas'. */
+	for (const struct window *f = w; f; f = f == w ? w->remote : NULL)
+		fold(f, s, a, now, &x0, &x1, sk, hl);
 	double secs = (double)s->width_us * s->nwin / 1e6;
 	switch (a->kind) {
 	case AGG_COUNT:
@@ -462,4 +476,125 @@ int window_decode(struct window *w, const struct window_shape *s, struct kl_rd *
 bad:
 	r->bad = true;
 	return -EINVAL;
+}
+
+/* ---- shared windows: one bucket at a time -------------------------------------- */
+
+#define BUCKET_MAGIC 0x6b6c62 /* "klb": a bucket snapshot, version 1 */
+
+int window_bucket_encode(const struct window *w, const struct window_shape *s, int64_t bucket,
+			 struct kl_buf *out)
+{
+	const struct expr *e = s->expr;
+	size_t slot = slot_of(bucket, s->nb);
+	if (w->epoch[slot] != bucket)
+		return -ENOENT;
+	size_t mark = out->len;
+	int rc = kl_buf_put_u64(out, BUCKET_MAGIC);
+	if (rc == 0)
+		rc = kl_buf_put_i64(out, s->width_us);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, e->ncells);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, e->nsketches);
+	if (rc == 0)
+		rc = kl_buf_put_u64(out, e->nhlls);
+	for (unsigned c = 0; c < e->ncells && rc == 0; c++)
+		rc = kl_buf_put_f64(out, w->cells[slot * e->ncells + c]);
+	for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+		rc = sketch_encode(&w->sketches[slot * e->nsketches + k], out);
+	for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+		rc = hll_encode(&w->hlls[slot * e->nhlls + k], out);
+	if (rc < 0)
+		out->len = mark;
+	return rc;
+}
+
+int window_bucket_clear(struct window *w, const struct window_shape *s, int64_t bucket)
+{
+	const struct expr *e = s->expr;
+	size_t slot = slot_of(bucket, s->nb);
+	if (w->epoch[slot] != INT64_MIN && w->epoch[slot] > bucket)
+		return -ERANGE;
+	/* Not recycle(): a remote window has no running totals to keep. */
+	w->epoch[slot] = bucket;
+	reset_cells(w->cells + slot * e->ncells, e);
+	for (unsigned k = 0; k < e->nsketches; k++)
+		sketch_reset(&w->sketches[slot * e->nsketches + k]);
+	for (unsigned k = 0; k < e->nhlls; k++)
+		hll_reset(&w->hlls[slot * e->nhlls + k]);
+	if (bucket > w->newest)
+		w->newest = bucket;
+	return 0;
+}
+
+/* dst (a bucket's cells) combined with src, aggregate by aggregate. */
+static void merge_cells(double *dst, const double *src, const struct expr *e)
+{
+	dst[0] += src[0];
+	for (size_t i = 0; i < e->naggs; i++) {
+		const struct agg *a = &e->aggs[i];
+		double *x = dst + a->cell;
+		const double *y = src + a->cell;
+		switch (a->kind) {
+		case AGG_MIN:
+			x[0] = y[0] < x[0] ? y[0] : x[0];
+			break;
+		case AGG_MAX:
+			x[0] = y[0] > x[0] ? y[0] : x[0];
+			break;
+		case AGG_LAST:
+			if (y[1] > x[1]) {
+				x[0] = y[0];
+				x[1] = y[1];
+			}
+			break;
+		default:
+			for (unsigned k = 0; k < a->ncells; k++)
+				x[k] += y[k];
+		}
+	}
+}
+
+int window_bucket_merge(struct window *w, const struct window_shape *s, int64_t bucket,
+			const char *data, size_t len)
+{
+	const struct expr *e = s->expr;
+	size_t slot = slot_of(bucket, s->nb);
+	struct kl_rd r = kl_rd_of(data, len);
+	if (w->epoch[slot] != bucket || kl_rd_u64(&r) != BUCKET_MAGIC ||
+	    kl_rd_i64(&r) != s->width_us || kl_rd_u64(&r) != e->ncells ||
+	    kl_rd_u64(&r) != e->nsketches || kl_rd_u64(&r) != e->nhlls || r.bad)
+		return -EINVAL;
+	/* Decoded apart first, so a bad snapshot leaves w as it was. Once per
+	 * remote field and bucket (a sync a second), never per event. */
+	double *cells = calloc(e->ncells ? e->ncells : 1, sizeof *cells);
+	struct sketch *sk = calloc(e->nsketches ? e->nsketches : 1, sizeof *sk);
+	struct hll *hl = calloc(e->nhlls ? e->nhlls : 1, sizeof *hl);
+	int rc = !cells || !sk || !hl ? -ENOMEM : 0;
+	for (unsigned c = 0; c < e->ncells && rc == 0; c++)
+		cells[c] = kl_rd_f64(&r);
+	if (rc == 0 && r.bad)
+		rc = -EINVAL;
+	for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+		rc = sketch_decode(&sk[k], &r);
+	for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+		rc = hll_decode(&hl[k], &r);
+	if (rc == 0 && !kl_rd_done(&r))
+		rc = -EINVAL;
+	/* Sketches and hlls first: they can fail for memory, the cells cannot. */
+	for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+		rc = sketch_merge(&w->sketches[slot * e->nsketches + k], &sk[k]);
+	for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+		rc = hll_merge(&w->hlls[slot * e->nhlls + k], &hl[k]);
+	if (rc == 0)
+		merge_cells(w->cells + slot * e->ncells, cells, e);
+	for (unsigned k = 0; sk && k < e->nsketches; k++)
+		sketch_free(&sk[k]);
+	for (unsigned k = 0; hl && k < e->nhlls; k++)
+		hll_free(&hl[k]);
+	free(cells);
+	free(sk);
+	free(hl);
+	return rc;
 }

@@ -76,7 +76,22 @@ struct group {
 	bool flushed_once;
 	bool dirty;
 	uint64_t last_hash;
+	/* Shared mode: the lease asked for before this group's next message
+	 * (NULL: none in flight), and its verdict once answered. */
+	struct lease_wait *lease_wait;
+	bool lease_ready;
+	int lease_verdict;
+	/* Stood down for a message of hash verify_hash: once the holder's lease
+	 * has run out, check that it told it (its "sent" mark), else send. */
+	ev_timer verify;
+	uint64_t verify_hash;
+	struct lease_wait *verify_wait;
 	struct group *next;
+};
+
+/* A lease in flight; the group forgets it (g = NULL) if it goes first. */
+struct lease_wait {
+	struct group *g;
 };
 
 struct firing {
@@ -106,6 +121,7 @@ struct policy {
 	ev_stat silences_watch;
 	char *silences_path;
 	struct kl_buf scratch;
+	struct sink_redis *redis; /* shared mode: leases (NULL: every replica sends) */
 };
 
 /* ---- labels ------------------------------------------------------------------- */
@@ -282,6 +298,11 @@ static void galert_free(struct galert *a)
 static void group_free(struct group *g)
 {
 	ev_timer_stop(g->p->loop, &g->timer);
+	ev_timer_stop(g->p->loop, &g->verify);
+	if (g->lease_wait)
+		g->lease_wait->g = NULL;
+	if (g->verify_wait)
+		g->verify_wait->g = NULL;
 	for (size_t i = 0; i < g->n; i++)
 		galert_free(&g->alerts[i]);
 	free(g->alerts);
@@ -309,12 +330,17 @@ static bool has_firing(const struct group *g)
 }
 
 static void on_group_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_verify(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* Arm the group's one timer for its next due instant. */
 static void schedule(struct group *g, int64_t now)
 {
 	const struct notify_spec *ns = &g->p->routes[g->route].notify;
 	int64_t due = INT64_MAX;
+	if (g->lease_wait) { /* the lease's answer flushes it */
+		ev_timer_stop(g->p->loop, &g->timer);
+		return;
+	}
 	if (g->dirty)
 		due = g->flushed_once ? g->last_flush_us + ns->group_interval_us
 				      : g->created_us + ns->group_wait_us;
@@ -381,6 +407,8 @@ static struct group *group_get(struct policy *p, size_t route, const struct noti
 	g->created_us = now;
 	ev_init(&g->timer, on_group_timer);
 	g->timer.data = g;
+	ev_init(&g->verify, on_verify);
+	g->verify.data = g;
 	g->next = p->groups;
 	p->groups = g;
 	return g;
@@ -541,6 +569,110 @@ static void mark_notified(struct policy *p, struct group *g, int64_t now)
 	g->dirty = false;
 }
 
+/* ---- one page, not N (shared mode) ------------------------------------------- */
+
+enum lease_step { LEASE_SEND, LEASE_WAIT, LEASE_STAND_DOWN };
+
+static void on_lease(void *ctx, int verdict)
+{
+	struct lease_wait *w = ctx;
+	struct group *g = w->g;
+	free(w);
+	if (!g || verdict == -2)
+		return;
+	g->lease_wait = NULL;
+	g->lease_ready = true;
+	g->lease_verdict = verdict;
+	/* Flush again at once, with the verdict. */
+	ev_timer_stop(g->p->loop, &g->timer);
+	ev_timer_set(&g->timer, 0.0, 0.0);
+	ev_timer_start(g->p->loop, &g->timer);
+}
+
+/*
+ * Before a group's message leaves: the replica holding the group's lease
+ * sends it, the others stand down. Without Redis (down, full) every replica
+ * sends: duplicates rather than silence.
+ */
+static enum lease_step lease_step(struct policy *p, struct group *g)
+{
+	if (!p->redis)
+		return LEASE_SEND;
+	if (g->lease_ready) {
+		g->lease_ready = false;
+		/* Counted by the connection (won, stood down, alone). */
+		return g->lease_verdict == 0 ? LEASE_STAND_DOWN : LEASE_SEND;
+	}
+	if (g->lease_wait)
+		return LEASE_WAIT;
+	struct lease_wait *w = malloc(sizeof *w);
+	if (w)
+		w->g = g;
+	/* Down or full: -EAGAIN, counted as sent alone. */
+	if (!w || sink_redis_lease(p->redis, g->key, on_lease, w) < 0) {
+		free(w);
+		return LEASE_SEND;
+	}
+	g->lease_wait = w;
+	return LEASE_WAIT;
+}
+
+/* Send the group's message again as if it had changed (the lease decides). */
+static void resend(struct group *g)
+{
+	g->last_hash = 0;
+	g->dirty = true;
+	schedule(g, kl_wall_us());
+}
+
+static void on_sent_mark(void *ctx, int status, uint64_t hash)
+{
+	struct lease_wait *w = ctx;
+	struct group *g = w->g;
+	free(w);
+	if (!g || status == -2)
+		return;
+	g->verify_wait = NULL;
+	/* Told by the holder, or overtaken by a newer message of ours. */
+	if ((status == 1 && hash == g->verify_hash) || g->last_hash != g->verify_hash)
+		return;
+	kl_log(KL_LOG_WARN, "notify: group %s: the replica holding its lease did not send its "
+			    "message; sending it from here",
+	       g->key);
+	resend(g);
+}
+
+static void on_verify(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct group *g = t->data;
+	struct policy *p = g->p;
+	if (g->verify_wait || g->last_hash != g->verify_hash)
+		return;
+	struct lease_wait *w = malloc(sizeof *w);
+	if (w)
+		w->g = g;
+	if (!w || sink_redis_sent(p->redis, g->key, on_sent_mark, w) < 0) {
+		free(w);
+		resend(g); /* Redis away: duplicates rather than silence */
+		return;
+	}
+	g->verify_wait = w;
+}
+
+/* After standing down for hash h: verify once the holder's lease is over. */
+static void arm_verify(struct policy *p, struct group *g, uint64_t h)
+{
+	g->verify_hash = h;
+	ev_timer_stop(p->loop, &g->verify);
+	ev_timer_set(&g->verify, (double)sink_redis_lease_ms(p->redis) / 1000.0 + 1.0, 0.0);
+	ev_timer_start(p->loop, &g->verify);
+}
+
+void policy_set_redis(struct policy *p, struct sink_redis *r)
+{
+	p->redis = r;
+}
+
 static void flush(struct policy *p, struct group *g, int64_t now)
 {
 	const struct route *rt = &p->routes[g->route];
@@ -581,7 +713,17 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	if (n && am_only && rt->has_am) {
 		send_group(p, g, as, n, now, true, 0);
 	} else if (n && !am_only && (changed || repeat)) {
-		send_group(p, g, as, n, now, false, read_us);
+		enum lease_step step = lease_step(p, g);
+		if (step == LEASE_WAIT) { /* flushed again when the answer comes */
+			free(as);
+			return;
+		}
+		if (step == LEASE_SEND)
+			send_group(p, g, as, n, now, false, read_us);
+		if (step == LEASE_SEND && p->redis)
+			sink_redis_mark_sent(p->redis, g->key, h);
+		else if (step == LEASE_STAND_DOWN)
+			arm_verify(p, g, h);
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;

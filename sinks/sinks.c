@@ -191,6 +191,8 @@ struct sinks {
 	struct spool *spool;
 	struct policy *policy;
 	bool want_events;
+	struct sink_redis *redis; /* shared mode (NULL: none) */
+	struct kl_buf xbuf;	  /* the stream's JSON, reused */
 };
 
 static const char *const kind_names[] = {
@@ -287,6 +289,7 @@ static int open_notifiers(struct sinks *s, struct ev_loop *loop, const struct si
 	s->policy = policy_new(loop, spec, s->notifiers, s->nnotifiers, &rc);
 	if (!s->policy)
 		return rc;
+	policy_set_redis(s->policy, s->redis);
 	for (size_t i = 0; i < s->nnotifiers; i++)
 		notifier_kick(s->notifiers[i]);
 	return 0;
@@ -300,6 +303,13 @@ struct sinks *sinks_new(struct ev_loop *loop, const struct sinks_spec *spec, int
 	    !(s->notifiers = calloc(n, sizeof *s->notifiers))) {
 		*err = -ENOMEM;
 		goto fail;
+	}
+	if (spec->redis && loop) {
+		if (!(s->redis = sink_redis_new(loop, spec->redis))) {
+			*err = -ENOMEM;
+			goto fail;
+		}
+		s->want_events |= sink_redis_streams(s->redis, true);
 	}
 	bool notifiers = false;
 	for (size_t i = 0; i < spec->nsinks; i++) {
@@ -328,6 +338,8 @@ void sinks_free(struct sinks *s)
 {
 	if (!s)
 		return;
+	sink_redis_free(s->redis); /* first: cancelled leases still find their groups */
+	kl_buf_free(&s->xbuf);
 	policy_free(s->policy);
 	for (size_t i = 0; i < s->nnotifiers; i++)
 		notifier_free(s->notifiers[i]);
@@ -346,6 +358,12 @@ void sinks_alert(struct sinks *s, const struct rules_transition *t)
 		record_alert(s->records[i], t);
 	if (s->policy)
 		policy_alert(s->policy, t);
+	if (!t->restored && sink_redis_streams(s->redis, false)) {
+		kl_buf_reset(&s->xbuf);
+		if (sink_transition_json(t, &s->xbuf) == 0)
+			sink_redis_xadd(s->redis, false, t->status == RULES_FIRING ? "firing" : "resolved",
+					s->xbuf.p, s->xbuf.len);
+	}
 }
 
 bool sinks_want_events(const struct sinks *s)
@@ -357,6 +375,16 @@ void sinks_event(struct sinks *s, const char *source, struct parser_event *ev)
 {
 	for (size_t i = 0; i < s->nrecords; i++)
 		record_event(s->records[i], source, ev);
+	if (sink_redis_streams(s->redis, true)) {
+		kl_buf_reset(&s->xbuf);
+		if (parser_event_json(ev, source, &s->xbuf) == 0)
+			sink_redis_xadd(s->redis, true, "event", s->xbuf.p, s->xbuf.len);
+	}
+}
+
+struct sink_redis *sinks_redis(const struct sinks *s)
+{
+	return s ? s->redis : NULL;
 }
 
 void sinks_flush(struct sinks *s)

@@ -112,6 +112,7 @@ struct sinks_spec {
 	struct notify_spec notify;     /* defaults for routes */
 	const struct inhibit_spec *inhibits;
 	size_t ninhibits;
+	const struct sink_redis_spec *redis; /* shared mode, or NULL */
 };
 
 /*
@@ -167,6 +168,83 @@ void sinks_get_latency(const struct sinks *s, struct sink_latency *out);
  *  "annotations":{…},"started":"…Z"}
  */
 int sink_transition_json(const struct rules_transition *t, struct kl_buf *out);
+
+/* ---- Redis: the connection behind shared mode (redis.c) ----------------------
+ *
+ * One connection on the loop, reconnected with backoff; nothing waits for it.
+ * The sinks use it for the notification lease and the stream; the main
+ * program also hands it to the rules as their bucket store. Every call
+ * returns at once: while Redis is down (or MAX_INFLIGHT commands wait), a put
+ * or a get is dropped (counted) and a lease answers "decide locally".
+ */
+struct sink_redis;
+struct sink_redis_spec {
+	const char *host;
+	uint16_t port;
+	unsigned db;
+	const char *password;	/* a secret: never logged */
+	const char *replica;	/* this process's name in fields and leases */
+	int64_t lease_us;
+	const char *stream_key; /* NULL: no stream */
+	uint64_t stream_maxlen;
+	bool stream_events;	/* the stream takes events (else alert transitions) */
+};
+struct sink_redis_field {
+	const char *name;
+	size_t nlen;
+	const char *val;
+	size_t vlen;
+};
+/* An HGETALL's answer (pointers valid during the call only). */
+typedef void (*sink_redis_hash_fn)(void *ctx, uint64_t tag, const char *key,
+				   const struct sink_redis_field *f, size_t n);
+/* The connection came up (true) or went down (false). */
+typedef void (*sink_redis_state_fn)(void *ctx, bool up);
+/* A lease's verdict: 1 ours, 0 another replica's, -1 unknown (Redis lost:
+ * decide locally), -2 cancelled (shutting down: do nothing). */
+typedef void (*sink_redis_lease_fn)(void *ctx, int verdict);
+
+struct sink_redis_stats {
+	bool up;
+	size_t inflight;
+	uint64_t connects, disconnects, slow;
+	uint64_t commands, replies, errors, dropped;
+	uint64_t bytes_out, bytes_in; /* bytes in: HGETALL payloads */
+	uint64_t leases_won, leases_lost, leases_local;
+	uint64_t stream_added;
+};
+
+/* NULL on allocation failure. Connects at sink_redis_start. */
+struct sink_redis *sink_redis_new(struct ev_loop *loop, const struct sink_redis_spec *spec);
+void sink_redis_start(struct sink_redis *r, sink_redis_hash_fn hash_fn,
+		      sink_redis_state_fn state_fn, void *ctx);
+void sink_redis_free(struct sink_redis *r);
+bool sink_redis_up(const struct sink_redis *r);
+const char *sink_redis_replica(const struct sink_redis *r);
+/* HSET key field val, and PEXPIRE key ttl_ms (once a second per key). */
+void sink_redis_hset(struct sink_redis *r, const char *key, const char *field, size_t flen,
+		     const char *val, size_t vlen, int64_t ttl_ms);
+/* HGETALL key; the answer comes to the hash callback with tag (or never). */
+void sink_redis_hgetall(struct sink_redis *r, const char *key, uint64_t tag);
+/* Take or renew klaxon:lease:NAME for the lease time: 0 and fn is called
+ * later (always once), or -EAGAIN (down, full: decide locally, fn is not
+ * called). */
+int sink_redis_lease(struct sink_redis *r, const char *name, sink_redis_lease_fn fn, void *ctx);
+/* The lease holder marks the message it sent (its hash) for the group;
+ * sink_redis_sent reads the mark back: fn(ctx, status, hash) later, always
+ * once (status 1 found, 0 none, -1 unknown, -2 cancelled), and 0; or
+ * -EAGAIN / -ENOMEM at once (fn not called). */
+typedef void (*sink_redis_sent_fn)(void *ctx, int status, uint64_t hash);
+void sink_redis_mark_sent(struct sink_redis *r, const char *name, uint64_t hash);
+int sink_redis_sent(struct sink_redis *r, const char *name, sink_redis_sent_fn fn, void *ctx);
+int64_t sink_redis_lease_ms(const struct sink_redis *r);
+/* XADD the stream MAXLEN ~ N, if it takes this kind (event or transition). */
+void sink_redis_xadd(struct sink_redis *r, bool event, const char *kind, const char *json,
+		     size_t len);
+bool sink_redis_streams(const struct sink_redis *r, bool events);
+void sink_redis_get_stats(const struct sink_redis *r, struct sink_redis_stats *out);
+/* The connection the sinks were opened with (sinks_spec.redis), or NULL. */
+struct sink_redis *sinks_redis(const struct sinks *s);
 
 /* ---- silences (state_dir/silences.json) ---------------------------------- */
 

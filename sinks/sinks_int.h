@@ -190,5 +190,8 @@ struct policy *policy_new(struct ev_loop *loop, const struct sinks_spec *spec,
 			  struct notifier **notifiers, size_t nnotifiers, int *err);
 void policy_free(struct policy *p);
 void policy_alert(struct policy *p, const struct rules_transition *t);
+struct sink_redis;
+/* Shared mode: take the group's lease before a message leaves (NULL: none). */
+void policy_set_redis(struct policy *p, struct sink_redis *r);
 
 #endif

@@ -168,7 +168,9 @@ static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct run *r = w->data;
-	rules_eval_all(r->rt.rules, kl_wall_us(), runtime_transition, &r->rt);
+	int64_t now = kl_wall_us();
+	runtime_shared_sync(&r->rt, now); /* the merge's answers come on the loop */
+	rules_eval_all(r->rt.rules, now, runtime_transition, &r->rt);
 	runtime_flush(&r->rt);
 }
 

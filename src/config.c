@@ -1705,6 +1705,239 @@ static void load_external_url(struct ctx *x, const struct kl_ynode *v)
 }
 
 /* ------------------------------------------------------------------------- */
+/* redis (shared mode) */
+
+static const char *const redis_keys[] = { "url", "share", "password_file", "replica", "lease",
+					  "stream", NULL };
+enum { RK_URL, RK_SHARE, RK_PASSWORD_FILE, RK_REPLICA, RK_LEASE, RK_STREAM };
+static const char *const stream_keys[] = { "key", "maxlen", "what", NULL };
+
+/* The password part of a URL is %-decoded (a '@' or ':' in it is written %40,
+ * %3A). 0, or -EINVAL for a bad escape. */
+static int url_unescape(const char *s, size_t n, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (ch == '%') {
+			unsigned v = 0;
+			for (size_t k = 1; k <= 2; k++) {
+				char h = i + k < n ? s[i + k] : '\0';
+				int d = h >= '0' && h <= '9' ? h - '0' :
+					h >= 'a' && h <= 'f' ? h - 'a' + 10 :
+					h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+				if (d < 0)
+					return -EINVAL;
+				v = v * 16 + (unsigned)d;
+			}
+			ch = (char)v;
+			i += 2;
+		}
+		if (o + 1 >= cap || ch == '\0')
+			return -EINVAL;
+		out[o++] = ch;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/*
+ * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into r. NULL, or what is wrong
+ * (never quoting the URL: it may hold a password).
+ */
+static const char *redis_url_parse(const char *url, struct config_redis *r)
+{
+	if (starts_nocase(url, "rediss://"))
+		return "uses rediss:// (TLS), which this build cannot speak: Debian's hiredis 0.14 "
+		       "has no TLS support; use redis:// on a private network, or a TLS tunnel "
+		       "(stunnel, spiped) on loopback";
+	if (!starts_nocase(url, "redis://"))
+		return "must start with redis://";
+	const char *p = url + 8, *end = p + strlen(p);
+	for (const char *q = url; *q; q++)
+		if ((unsigned char)*q <= 0x20 || *q == 0x7f)
+			return "contains a space or a control character";
+	const char *slash = memchr(p, '/', (size_t)(end - p));
+	const char *hostend = slash ? slash : end;
+	const char *at = NULL;
+	for (const char *q = p; q < hostend; q++)
+		if (*q == '@')
+			at = q;
+	if (at) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		if (!colon)
+			return "has credentials without a password (write redis://:PASSWORD@HOST)";
+		char pw[512];
+		if (url_unescape(colon + 1, (size_t)(at - colon - 1), pw, sizeof pw) < 0 || !pw[0])
+			return "has an empty or badly %-escaped password";
+		free(r->password);
+		r->password = kl_strndup(pw, strlen(pw));
+		memset(pw, 0, sizeof pw);
+		p = at + 1;
+	}
+	const char *colon = memchr(p, ':', (size_t)(hostend - p));
+	const char *hend = colon ? colon : hostend;
+	if (hend == p)
+		return "has no host (expected redis://HOST[:PORT][/DB])";
+	r->port = 6379;
+	if (colon) {
+		uint64_t port;
+		if (kl_parse_u64(colon + 1, (size_t)(hostend - colon - 1), &port) < 0 || port < 1 ||
+		    port > 65535)
+			return "has a port that is not a number from 1 to 65535";
+		r->port = (uint16_t)port;
+	}
+	r->db = 0;
+	if (slash && slash + 1 < end) {
+		uint64_t db;
+		if (kl_parse_u64(slash + 1, (size_t)(end - slash - 1), &db) < 0 || db > 1000000)
+			return "has a database that is not a number (expected /0, /1, ...)";
+		r->db = (unsigned)db;
+	}
+	free(r->host);
+	r->host = kl_strndup(p, (size_t)(hend - p));
+	return NULL;
+}
+
+static void redis_url(struct ctx *x, const struct kl_ynode *v)
+{
+	const char *url = get_str(x, v, "a redis:// URL", "redis");
+	if (!url)
+		return;
+	const char *problem = redis_url_parse(url, &x->c->redis);
+	if (problem)
+		config_error(x, v, "invalid URL for 'redis': it %s", problem);
+	else if (!x->c->redis.host)
+		oom(x);
+}
+
+static void redis_stream(struct ctx *x, struct config_redis *r, const struct kl_ynode *v)
+{
+	if (!want_map(x, v, "stream"))
+		return;
+	r->stream_maxlen = 100000;
+	bool have_key = false;
+	for (size_t i = 0; i < v->n; i++) {
+		const struct kl_ynode *e = v->items[i];
+		const char *s;
+		char shown[96];
+		switch (known_key(x, v->keys[i], stream_keys, " in 'redis: stream'")) {
+		case 0:
+			free(r->stream_key);
+			r->stream_key = dup_str(x, e, "a Redis key", "stream: key");
+			have_key = r->stream_key != NULL;
+			break;
+		case 1:
+			s = get_str(x, e, "a whole number", "stream: maxlen");
+			if (s && (kl_parse_u64(s, strlen(s), &r->stream_maxlen) < 0 ||
+				  r->stream_maxlen < 1))
+				config_error(x, e,
+					     "invalid 'maxlen' '%s' in 'redis: stream'; expected a whole "
+					     "number of entries of 1 or more (e.g. 100000)",
+					     show(e, shown, sizeof shown));
+			break;
+		case 2:
+			s = get_str(x, e, "events or alerts", "stream: what");
+			if (s && strcmp(s, "events") && strcmp(s, "alerts"))
+				config_error(x, e,
+					     "invalid 'what' '%s' in 'redis: stream'; expected events "
+					     "(every parsed event) or alerts (alert transitions)",
+					     show(e, shown, sizeof shown));
+			else if (s)
+				r->stream_events = !strcmp(s, "events");
+			break;
+		default:
+			break;
+		}
+	}
+	if (!have_key && !kl_ymap_get(v, "key"))
+		config_error(x, v, "'redis: stream' needs a 'key' (e.g. key: klaxon:events)");
+}
+
+/* A replica name goes into Redis field names "REPLICA|GROUP": no '|'. */
+static void redis_replica(struct ctx *x, struct config_redis *r, const struct kl_ynode *v)
+{
+	char *name = dup_str(x, v, "a name", "replica");
+	if (name && (strchr(name, '|') || strlen(name) > 200)) {
+		config_error(x, v, "invalid 'replica' name: at most 200 bytes and no '|' (it "
+				   "separates the replica from the group in Redis field names)");
+		free(name);
+		return;
+	}
+	free(r->replica);
+	r->replica = name;
+}
+
+static void redis_map(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config_redis *r = &x->c->redis;
+	const struct kl_ynode *url = kl_ymap_get(v, "url");
+	if (!url) {
+		config_error(x, v, "'redis' needs a 'url' (e.g. url: redis://redis:6379/0)");
+		return;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		const struct kl_ynode *e = v->items[i];
+		const char *s;
+		char shown[96];
+		switch (known_key(x, v->keys[i], redis_keys, " in 'redis'")) {
+		case RK_URL:
+			redis_url(x, e);
+			break;
+		case RK_SHARE:
+			s = get_str(x, e, "marked or all", "share");
+			if (s && strcmp(s, "marked") && strcmp(s, "all"))
+				config_error(x, e,
+					     "invalid 'share' '%s' in 'redis'; expected marked (only rules "
+					     "with `shared: true`) or all (every rule)",
+					     show(e, shown, sizeof shown));
+			else if (s)
+				r->share_all = !strcmp(s, "all");
+			break;
+		case RK_PASSWORD_FILE: {
+			char *pw = read_secret(x, e, "password_file");
+			if (pw) {
+				if (r->password)
+					memset(r->password, 0, strlen(r->password));
+				free(r->password);
+				r->password = pw;
+			}
+			break;
+		}
+		case RK_REPLICA:
+			redis_replica(x, r, e);
+			break;
+		case RK_LEASE:
+			get_positive_duration(x, e, "lease", &r->lease_us);
+			break;
+		case RK_STREAM:
+			redis_stream(x, r, e);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static void load_redis(struct ctx *x, const struct kl_ynode *v)
+{
+	struct config_redis *r = &x->c->redis;
+	r->set = true;
+	r->lease_us = 30 * 1000000LL;
+	r->line = v->line;
+	r->col = v->col;
+	if (v->type == KL_Y_MAP)
+		redis_map(x, v);
+	else if (v->type == KL_Y_SCALAR && !kl_ynode_is_null(v))
+		redis_url(x, v);
+	else
+		config_error(x, v,
+			     "expected a redis:// URL or a mapping {url, share, password_file, "
+			     "replica, lease, stream} for 'redis', found %s",
+			     kind(v));
+}
+
+/* ------------------------------------------------------------------------- */
 /* rotate */
 
 static const char *const rotate_keys[] = { "path", "compress_after", "delete_after", "max_size",
@@ -2189,7 +2422,6 @@ static const char *const top_keys[] = { "state_dir", "listen",	"eval_interval", 
 					"sources",   "parsers", "sinks",	 "routes",
 					"notify",    "inhibit", "external_url",	 "rotate",
 					"rotate_interval", "probes", "redis",	NULL };
-enum { FIRST_RESERVED = 14 };
 
 static int set_defaults(struct config *c)
 {
@@ -2249,11 +2481,8 @@ static void load_root(struct ctx *x, const struct kl_ynode *root)
 		case 11: load_rotate(x, v); break;
 		case 12: load_rotate_interval(x, v); break;
 		case 13: load_probes(x, v); break;
+		case 14: load_redis(x, v); break;
 		default:
-			if (k >= FIRST_RESERVED)
-				kl_log(KL_LOG_WARN,
-				       "config: '%s' is not implemented in this version and is ignored",
-				       top_keys[k]);
 			break;
 		}
 	}
@@ -2415,6 +2644,12 @@ void config_free(struct config *c)
 	}
 	free(c->inhibits);
 	free(c->external_url);
+	free(c->redis.host);
+	if (c->redis.password)
+		memset(c->redis.password, 0, strlen(c->redis.password));
+	free(c->redis.password);
+	free(c->redis.replica);
+	free(c->redis.stream_key);
 	for (size_t i = 0; i < c->nrotate; i++) {
 		free((char *)c->rotate[i].path);
 		free((char *)c->rotate[i].pidfile);

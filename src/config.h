@@ -101,6 +101,26 @@ struct config_inhibit {
 	size_t nequal;
 };
 
+/*
+ * `redis:` — shared mode (see README "Shared mode"): a URL string, or a map
+ * {url, share: marked|all, password_file, replica, lease, stream: {key,
+ * maxlen, what}}. Absent: set is false and nothing else is filled.
+ */
+struct config_redis {
+	bool set;
+	char *host;	     /* from the URL */
+	uint16_t port;	     /* default 6379 */
+	unsigned db;	     /* /DB in the URL, default 0 */
+	char *password;	     /* from the URL or password_file; a secret: never printed */
+	bool share_all;	     /* share: all (else only rules with `shared: true`) */
+	char *replica;	     /* the replica's name; NULL: HOSTNAME-PID at start */
+	int64_t lease_us;    /* notification lease, default 30s */
+	char *stream_key;    /* stream: key (NULL: no stream) */
+	uint64_t stream_maxlen; /* default 100000 */
+	bool stream_events;  /* what: events (else alerts: the transitions) */
+	int line, col;
+};
+
 struct config {
 	char *file;	     /* the path it was loaded from */
 	char *state_dir;     /* default /var/lib/klaxon */
@@ -124,6 +144,7 @@ struct config {
 	struct config_inhibit *inhibits;
 	size_t ninhibits;
 	char *external_url;
+	struct config_redis redis;
 	/* `rotate:` entries; path and pidfile are owned by the config. */
 	struct rotate_rule *rotate;
 	size_t nrotate;

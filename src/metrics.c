@@ -260,6 +260,56 @@ static int render_histogram(const struct metrics_histogram *h, struct kl_buf *b)
 	return rc;
 }
 
+/* ---- shared mode ------------------------------------------------------------------ */
+
+static int render_redis(const struct metrics_redis *r, struct kl_buf *b)
+{
+	const struct {
+		const char *name, *type, *help;
+		uint64_t v;
+	} fs[] = {
+		{ "klaxon_redis_up", "gauge", "1 while connected to Redis (shared mode on), else 0.",
+		  r->up },
+		{ "klaxon_redis_connects_total", "counter", "Connections made to Redis.", r->connects },
+		{ "klaxon_redis_disconnects_total", "counter",
+		  "Connections lost (down, restarted, or slow: unanswered for 3s); the replica went "
+		  "local each time.", r->disconnects },
+		{ "klaxon_redis_slow_total", "counter", "Connections dropped for slowness.", r->slow },
+		{ "klaxon_redis_commands_total", "counter", "Commands sent to Redis.", r->commands },
+		{ "klaxon_redis_sent_bytes_total", "counter", "Bytes of commands sent to Redis.",
+		  r->bytes_out },
+		{ "klaxon_redis_received_bytes_total", "counter",
+		  "Bytes of other replicas' bucket snapshots read back.", r->bytes_in },
+		{ "klaxon_redis_dropped_total", "counter",
+		  "Commands not sent: too many awaiting an answer.", r->dropped },
+		{ "klaxon_redis_errors_total", "counter", "Error answers from Redis.", r->errors },
+		{ "klaxon_notify_leases_won_total", "counter",
+		  "Messages this replica sent holding the group's lease.", r->leases_won },
+		{ "klaxon_notify_stood_down_total", "counter",
+		  "Messages left to the replica holding the group's lease.", r->leases_lost },
+		{ "klaxon_notify_sent_alone_total", "counter",
+		  "Messages sent without a lease (Redis away): possible duplicates.", r->leases_local },
+		{ "klaxon_redis_stream_added_total", "counter", "Entries added to the stream.",
+		  r->stream_added },
+		{ "klaxon_shared_buckets_put_total", "counter", "Bucket snapshots published.",
+		  r->buckets_put },
+		{ "klaxon_shared_buckets_read_total", "counter", "Bucket hashes read back.",
+		  r->buckets_get },
+		{ "klaxon_shared_snapshots_merged_total", "counter",
+		  "Other replicas' bucket snapshots merged.", r->snapshots_merged },
+		{ "klaxon_shared_snapshots_refused_total", "counter",
+		  "Snapshots not of this rule's shape (a replica with another rule of that name).",
+		  r->snapshots_refused },
+	};
+	int rc = 0;
+	for (size_t i = 0; i < KL_ARRAY_LEN(fs) && rc == 0; i++) {
+		rc = family(b, fs[i].name, fs[i].type, fs[i].help);
+		if (rc == 0)
+			rc = kl_buf_appendf(b, "%s %llu\n", fs[i].name, (unsigned long long)fs[i].v);
+	}
+	return rc;
+}
+
 int metrics_render(const struct metrics_snapshot *s, struct kl_buf *out)
 {
 	int rc = family(out, "klaxon_build_info", "gauge", "Always 1; the version as a label.");
@@ -276,5 +326,7 @@ int metrics_render(const struct metrics_snapshot *s, struct kl_buf *out)
 		rc = render_sinks(s, out);
 	if (rc == 0)
 		rc = render_histogram(&s->line_to_page, out);
+	if (rc == 0 && s->redis)
+		rc = render_redis(s->redis, out);
 	return rc < 0 ? -ENOMEM : 0;
 }

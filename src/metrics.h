@@ -53,6 +53,16 @@ struct metrics_histogram {
 	double sum;
 };
 
+/* Shared mode's figures (metrics_snapshot.redis; NULL: no `redis:`). */
+struct metrics_redis {
+	bool up;
+	uint64_t connects, disconnects, slow;
+	uint64_t commands, bytes_out, bytes_in, dropped, errors;
+	uint64_t leases_won, leases_lost, leases_local;
+	uint64_t stream_added;
+	uint64_t buckets_put, buckets_get, snapshots_merged, snapshots_refused;
+};
+
 struct metrics_snapshot {
 	const char *version;
 	const struct metrics_source *sources;
@@ -64,6 +74,7 @@ struct metrics_snapshot {
 	const struct metrics_sink *sinks;
 	size_t nsinks;
 	struct metrics_histogram line_to_page; /* nle 0: no buckets are written */
+	const struct metrics_redis *redis;
 };
 
 /*

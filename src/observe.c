@@ -130,7 +130,25 @@ static int metrics(struct observe *o, struct kl_buf *body)
 	rules_get_stats(o->rt->rules, &rst);
 	struct sink_latency lat;
 	sinks_get_latency(o->rt->sinks, &lat);
+	struct metrics_redis mr = { 0 };
+	struct sink_redis *redis = sinks_redis(o->rt->sinks);
+	if (redis) {
+		struct sink_redis_stats rs;
+		struct rules_shared_stats ss;
+		sink_redis_get_stats(redis, &rs);
+		rules_shared_get_stats(o->rt->rules, &ss);
+		mr = (struct metrics_redis){
+			.up = rs.up, .connects = rs.connects, .disconnects = rs.disconnects,
+			.slow = rs.slow, .commands = rs.commands, .bytes_out = rs.bytes_out,
+			.bytes_in = rs.bytes_in, .dropped = rs.dropped, .errors = rs.errors,
+			.leases_won = rs.leases_won, .leases_lost = rs.leases_lost,
+			.leases_local = rs.leases_local, .stream_added = rs.stream_added,
+			.buckets_put = ss.puts, .buckets_get = ss.gets,
+			.snapshots_merged = ss.fields, .snapshots_refused = ss.refused,
+		};
+	}
 	struct metrics_snapshot snap = {
+		.redis = redis ? &mr : NULL,
 		.version = KLAXON_VERSION,
 		.sources = srcs,
 		.nsources = o->ntails,

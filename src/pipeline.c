@@ -103,6 +103,105 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+/* ---- shared mode: the rules' store is the sinks' Redis connection ------------ */
+
+static void store_put(void *ctx, const char *key, const char *field, size_t flen, const char *val,
+		      size_t vlen, int64_t ttl_ms)
+{
+	sink_redis_hset(ctx, key, field, flen, val, vlen, ttl_ms);
+}
+
+static void store_get(void *ctx, const char *key, uint64_t tag)
+{
+	sink_redis_hgetall(ctx, key, tag);
+}
+
+static void on_redis_hash(void *ctx, uint64_t tag, const char *key,
+			  const struct sink_redis_field *f, size_t n)
+{
+	struct runtime *rt = ctx;
+	if (n > rt->fcap) {
+		struct rules_field *nf = realloc(rt->fields, n * sizeof *nf);
+		if (!nf)
+			return;
+		rt->fields = nf;
+		rt->fcap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		rt->fields[i] = (struct rules_field){ f[i].name, f[i].nlen, f[i].val, f[i].vlen };
+	rules_shared_answer(rt->rules, tag, key, rt->fields, n);
+	/* Judge on the merge at once (only the rules the answer changed). */
+	rules_eval(rt->rules, kl_wall_us(), runtime_transition, rt);
+	runtime_flush(rt);
+}
+
+static void on_redis_state(void *ctx, bool up)
+{
+	struct runtime *rt = ctx;
+	if (!up)
+		rules_shared_lost(rt->rules);
+}
+
+/* Give the rules the store (at start, and to a reloaded set). */
+static int share_rules(struct runtime *rt)
+{
+	struct sink_redis *r = sinks_redis(rt->sinks);
+	if (!r)
+		return 0;
+	struct rules_store store = { r, store_put, store_get };
+	return rules_share(rt->rules, &store, rt->replica, rt->cfg->redis.share_all);
+}
+
+void runtime_shared_sync(struct runtime *rt, int64_t now)
+{
+	if (sink_redis_up(sinks_redis(rt->sinks)))
+		rules_shared_sync(rt->rules, now);
+}
+
+/* The replica's name: `replica:`, else HOSTNAME-PID (unique per process,
+ * and the host name is the container's in compose). */
+static int replica_name(struct runtime *rt)
+{
+	char host[256] = "klaxon";
+	struct kl_buf b = { 0 };
+	int rc;
+	if (rt->cfg->redis.replica) {
+		rc = kl_buf_append_str(&b, rt->cfg->redis.replica);
+	} else {
+		if (gethostname(host, sizeof host) < 0)
+			snprintf(host, sizeof host, "klaxon");
+		host[sizeof host - 1] = '\0';
+		for (char *c = host; *c; c++)
+			if (*c == '|') /* it separates the replica in field names */
+				*c = '_';
+		rc = kl_buf_appendf(&b, "%s-%ld", host, (long)getpid());
+	}
+	if (rc < 0)
+		return -ENOMEM;
+	rt->replica = b.p;
+	return 0;
+}
+
+static int open_redis(struct runtime *rt)
+{
+	const struct config_redis *c = &rt->cfg->redis;
+	if (replica_name(rt) < 0)
+		return -ENOMEM;
+	rt->redis_spec = (struct sink_redis_spec){
+		.host = c->host,
+		.port = c->port,
+		.db = c->db,
+		.password = c->password,
+		.replica = rt->replica,
+		.lease_us = c->lease_us,
+		.stream_key = c->stream_key,
+		.stream_maxlen = c->stream_maxlen,
+		.stream_events = c->stream_events,
+	};
+	rt->cfg->sinks_spec.redis = &rt->redis_spec;
+	return 0;
+}
+
 int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop)
 {
 	if (loop) {
@@ -116,10 +215,21 @@ int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop)
 	static const struct sink_spec stdout_only = { .name = "stdout", .kind = SINK_STDOUT };
 	struct sinks_spec replay = { .sinks = &stdout_only, .nsinks = 1 };
 	int err = 0;
+	if (loop && rt->cfg->redis.set && open_redis(rt) < 0)
+		return -ENOMEM;
 	rt->sinks = sinks_new(loop, loop ? &rt->cfg->sinks_spec : &replay, &err);
 	if (!rt->sinks)
 		return err;
 	rt->event_sinks = sinks_want_events(rt->sinks);
+	if (share_rules(rt) < 0)
+		return -ENOMEM;
+	if (sinks_redis(rt->sinks)) {
+		struct rules_shared_stats st;
+		rules_shared_get_stats(rt->rules, &st);
+		kl_log(KL_LOG_INFO, "redis %s:%u: shared mode for %zu rule(s), replica '%s'",
+		       rt->cfg->redis.host, rt->cfg->redis.port, st.rules, rt->replica);
+		sink_redis_start(sinks_redis(rt->sinks), on_redis_hash, on_redis_state, rt);
+	}
 	return 0;
 }
 
@@ -148,6 +258,8 @@ int runtime_reload_rules(struct runtime *rt)
 	size_t kept = rules_adopt_state(rs, rt->rules);
 	rules_free(rt->rules);
 	rt->rules = rs;
+	if (share_rules(rt) < 0)
+		kl_log(KL_LOG_ERROR, "reload: out of memory for shared mode; the rules are local");
 	kl_log(KL_LOG_INFO, "reload: %zu rules loaded, %zu unchanged kept their windows and alerts",
 	       rules_count(rs), kept);
 	return 0;
@@ -164,6 +276,8 @@ void runtime_free(struct runtime *rt)
 	free(rt->events);
 	free(rt->stats);
 	kl_buf_free(&rt->probe_text);
+	free(rt->replica);
+	free(rt->fields);
 	config_free(rt->cfg);
 	memset(rt, 0, sizeof *rt);
 }

@@ -43,6 +43,12 @@ struct runtime {
 	struct ingest_multiline **multiline; /* per source; NULL: single-line records */
 	struct source_stats *stats;
 	uint64_t alerts;	    /* transitions seen */
+	/* Shared mode (`redis:`): the connection's spec and this replica's
+	 * name, and the rules' store over that connection. */
+	struct sink_redis_spec redis_spec;
+	char *replica;
+	struct rules_field *fields; /* an answer's fields, converted; reused */
+	size_t fcap;
 };
 
 /* Load the config at path and its rules. 0, or -EINVAL after reporting. */
@@ -58,6 +64,9 @@ int runtime_open_sinks(struct runtime *rt, struct ev_loop *loop);
  * running and the problems are logged. 0 or -EINVAL.
  */
 int runtime_reload_rules(struct runtime *rt);
+/* Shared mode, once a tick: publish the rules' changed buckets, read the
+ * others'. Nothing when Redis is away. */
+void runtime_shared_sync(struct runtime *rt, int64_t now_us);
 void runtime_free(struct runtime *rt);
 
 /*

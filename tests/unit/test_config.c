@@ -417,29 +417,103 @@ static void test_top_level(void **state)
 	}
 }
 
-static void load_reserved(struct fx *f)
+/* redis: a URL, or a map; the password from the URL or a file, never shown */
+static void test_redis_config(void **state)
 {
+	struct fx *f = *state;
 	struct config *c;
-	expect_ok(f,
-		  "redis: redis://r:6379/0\n"
-		  "probes:\n"
-		  "  - {name: web, http: 'https://web/healthz', interval: 30s}\n"
-		  "rotate: []\n",
-		  &c);
+
+	expect_ok(f, "sources: []\n", &c);
+	assert_false(c->redis.set);
+	config_free(c);
+
+	expect_ok(f, "redis: redis://r:6380/2\n", &c);
+	assert_true(c->redis.set);
+	assert_string_equal(c->redis.host, "r");
+	assert_int_equal(c->redis.port, 6380);
+	assert_int_equal(c->redis.db, 2);
+	assert_null(c->redis.password);
+	assert_false(c->redis.share_all);
+	assert_int_equal(c->redis.lease_us, 30000000);
+	assert_null(c->redis.stream_key);
+	config_free(c);
+
+	expect_ok(f, "redis: 'redis://:p%40ss@cache'\n", &c);
+	assert_string_equal(c->redis.host, "cache");
+	assert_int_equal(c->redis.port, 6379);
+	assert_string_equal(c->redis.password, "p@ss");
+	config_free(c);
+
+	write_file(f->dir, "pw", "s3cret\n");
+	struct kl_buf b = { 0 };
+	kl_buf_appendf(&b,
+		       "redis:\n"
+		       "  url: redis://127.0.0.1:7000\n"
+		       "  share: all\n"
+		       "  password_file: %s/pw\n"
+		       "  replica: web-1\n"
+		       "  lease: 10s\n"
+		       "  stream: {key: 'klaxon:events', maxlen: 500, what: events}\n",
+		       f->dir);
+	expect_ok(f, b.p, &c);
+	kl_buf_free(&b);
+	assert_string_equal(c->redis.host, "127.0.0.1");
+	assert_int_equal(c->redis.port, 7000);
+	assert_string_equal(c->redis.password, "s3cret");
+	assert_true(c->redis.share_all);
+	assert_string_equal(c->redis.replica, "web-1");
+	assert_int_equal(c->redis.lease_us, 10000000);
+	assert_string_equal(c->redis.stream_key, "klaxon:events");
+	assert_int_equal(c->redis.stream_maxlen, 500);
+	assert_true(c->redis.stream_events);
+	config_free(c);
+
+	expect_ok(f, "redis: {url: 'redis://r', stream: {key: s}}\n", &c);
+	assert_int_equal(c->redis.stream_maxlen, 100000);
+	assert_false(c->redis.stream_events);
 	config_free(c);
 }
 
-/* redis is a later issue: warned about and ignored (rotate and probes are
- * loaded: here and in test_probe_config.c) */
-static void test_reserved(void **state)
+static void test_redis_errors(void **state)
 {
 	struct fx *f = *state;
-	char *err = capture_stderr(load_reserved, f);
-	assert_string_equal(
-		err,
-		"klaxon: warning: config: 'redis' is not implemented in this version and is "
-		"ignored\n");
-	free(err);
+	expect_errors(f, "redis: rediss://r:6379\n",
+		      "1:8: invalid URL for 'redis': it uses rediss:// (TLS), which this build "
+		      "cannot speak: Debian's hiredis 0.14 has no TLS support; use redis:// on a "
+		      "private network, or a TLS tunnel (stunnel, spiped) on loopback\n");
+	expect_errors(f, "redis: http://r\n",
+		      "1:8: invalid URL for 'redis': it must start with redis://\n");
+	expect_errors(f, "redis: redis://r:99999\n",
+		      "1:8: invalid URL for 'redis': it has a port that is not a number from 1 "
+		      "to 65535\n");
+	expect_errors(f, "redis: redis://r/x\n",
+		      "1:8: invalid URL for 'redis': it has a database that is not a number "
+		      "(expected /0, /1, ...)\n");
+	expect_errors(f, "redis: 'redis://user@r'\n",
+		      "1:8: invalid URL for 'redis': it has credentials without a password (write "
+		      "redis://:PASSWORD@HOST)\n");
+	expect_errors(f, "redis: [a]\n",
+		      "1:8: expected a redis:// URL or a mapping {url, share, password_file, "
+		      "replica, lease, stream} for 'redis', found a list\n");
+	expect_errors(f, "redis: {share: all}\n",
+		      "1:8: 'redis' needs a 'url' (e.g. url: redis://redis:6379/0)\n");
+	expect_errors(f, "redis:\n  url: redis://r\n  share: some\n",
+		      "3:10: invalid 'share' 'some' in 'redis'; expected marked (only rules with "
+		      "`shared: true`) or all (every rule)\n");
+	expect_errors(f, "redis:\n  url: redis://r\n  replica: 'a|b'\n",
+		      "3:12: invalid 'replica' name: at most 200 bytes and no '|' (it separates "
+		      "the replica from the group in Redis field names)\n");
+	expect_errors(f, "redis:\n  url: redis://r\n  lease: 0s\n",
+		      "3:10: 'lease' must be more than 0\n");
+	expect_errors(f, "redis:\n  url: redis://r\n  stream: {maxlen: 0, what: x}\n",
+		      "3:20: invalid 'maxlen' '0' in 'redis: stream'; expected a whole number of "
+		      "entries of 1 or more (e.g. 100000)\n"
+		      "3:29: invalid 'what' 'x' in 'redis: stream'; expected events (every parsed "
+		      "event) or alerts (alert transitions)\n"
+		      "3:11: 'redis: stream' needs a 'key' (e.g. key: klaxon:events)\n");
+	expect_errors(f, "redis:\n  url: redis://r\n  tls: true\n",
+		      "3:3: unknown key 'tls' in 'redis'; expected one of: url, share, "
+		      "password_file, replica, lease, stream\n");
 }
 
 static void test_rule_files(void **state)
@@ -1464,7 +1538,8 @@ int main(void)
 		T(test_top_level),
 		T(test_rotate_config),
 		T(test_rotate_errors),
-		T(test_reserved),
+		T(test_redis_config),
+		T(test_redis_errors),
 		T(test_rule_files),
 		T(test_rule_files_dir_metachars),
 		T(test_source_errors),
