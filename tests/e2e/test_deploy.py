@@ -90,6 +90,17 @@ def compose_checks():
     for r in k.get("rotate", []):
         d = os.path.dirname(r["path"])
         check(d in mounts and not mounts[d][1], "the rotator writes in %s, mounted read-only" % d)
+    # nginx writes the file klaxon follows, and not under the names the
+    # official image links to its stdout and stderr (a new volume copies the links)
+    with open(os.path.join(DEPLOY, "nginx.conf")) as f:
+        conf = f.read()
+    logs = re.findall(r"^\s*(?:access_log|error_log)\s+(\S+)", conf, re.M)
+    nginx_src = [s["path"] for s in k["sources"] if s["name"] == "nginx"]
+    check(logs and all(os.path.basename(p) not in ("access.log", "error.log") for p in logs),
+          "deploy/nginx.conf logs to %s: the nginx image links access.log and error.log to "
+          "its stdout and stderr" % logs)
+    check(nginx_src and nginx_src[0] in logs,
+          "klaxon's nginx source %s is not a file deploy/nginx.conf writes (%s)" % (nginx_src, logs))
     log("compose: %d services, klaxon mounts %s" % (len(services), sorted(mounts)))
     return k
 
@@ -160,7 +171,7 @@ def run_config(d, dest, k):
     rc = subprocess.run([KLAXON, "check", "-c", cfg], capture_output=True, text=True)
     check(rc.returncode == 0, "klaxon check on deploy/klaxon.yml:\n%s" % rc.stderr)
     log(rc.stderr.strip())
-    access = os.path.join(root, "var/log/nginx/access.log")
+    access = os.path.join(root, "var/log/nginx/debt-access.log")
     write(access, "")
     err = os.path.join(d, "run.err")
     p = start([KLAXON, "run", "-c", cfg], stdout=os.path.join(d, "run.out"), stderr=err)
