@@ -561,21 +561,31 @@ static int start_probes(struct run *r)
 	return 0;
 }
 
+/*
+ * Before anything starts: a SIGTERM while klaxon opens its files (a service
+ * manager stopping it at once) must stop it cleanly, not kill it. The
+ * signals are blocked and read through a signalfd, so they wait for the
+ * loop, which runs once everything is set up.
+ */
+static void catch_signals(struct run *r)
+{
+	ev_signal_init(&r->sigterm, on_stop, SIGTERM);
+	ev_signal_init(&r->sigint, on_stop, SIGINT);
+	ev_signal_init(&r->sighup, on_reload, SIGHUP);
+	r->sigterm.data = r->sigint.data = r->sighup.data = r;
+	ev_signal_start(r->loop, &r->sigterm);
+	ev_signal_start(r->loop, &r->sigint);
+	ev_signal_start(r->loop, &r->sighup);
+}
+
 static void watch(struct run *r)
 {
 	double interval = (double)r->rt.cfg->eval_interval_us / 1e6;
 	ev_timer_init(&r->tick, on_tick, interval, interval);
 	ev_timer_init(&r->report, on_report, REPORT_INTERVAL, REPORT_INTERVAL);
-	ev_signal_init(&r->sigterm, on_stop, SIGTERM);
-	ev_signal_init(&r->sigint, on_stop, SIGINT);
-	ev_signal_init(&r->sighup, on_reload, SIGHUP);
 	r->tick.data = r->report.data = r;
-	r->sigterm.data = r->sigint.data = r->sighup.data = r;
 	ev_timer_start(r->loop, &r->tick);
 	ev_timer_start(r->loop, &r->report);
-	ev_signal_start(r->loop, &r->sigterm);
-	ev_signal_start(r->loop, &r->sigint);
-	ev_signal_start(r->loop, &r->sighup);
 	ev_timer_init(&r->ckpt, on_checkpoint, CHECKPOINT_INTERVAL, CHECKPOINT_INTERVAL);
 	r->ckpt.data = r;
 	ev_timer_start(r->loop, &r->ckpt);
@@ -600,6 +610,7 @@ int cmd_run(int argc, char **argv)
 		kl_log(KL_LOG_ERROR, "run: cannot start the event loop");
 		return EXIT_PROBLEMS;
 	}
+	catch_signals(&r);
 	if (runtime_load(&r.rt, path, &d) < 0 || runtime_open_sinks(&r.rt, r.loop) < 0)
 		goto out;
 	if (ckpt_load(&r) < 0 || rstate_load(&r) < 0) {
