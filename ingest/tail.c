@@ -1517,6 +1517,11 @@ struct sib {
 	char head[FP_MAX];
 };
 
+static int64_t sib_mtime_us(const struct sib *c)
+{
+	return (int64_t)c->mtime.tv_sec * 1000000 + c->mtime.tv_nsec / 1000;
+}
+
 static bool is_gz_name(const char *name)
 {
 	size_t n = strlen(name);
@@ -1889,8 +1894,7 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 	struct tfile *prev = before;
 	if (list_siblings(t, name, cur_dev, cur_ino, &sibs, &ns) == 0) {
 		for (size_t k = 0; k < ns; k++) {
-			int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 +
-				    sibs[k].mtime.tv_nsec / 1000;
+			int64_t m = sib_mtime_us(&sibs[k]);
 			if (m > since_us && !copy_of_followed(t, &sibs[k], name) &&
 			    !already_read(t, &sibs[k]))
 				sibs[keep++] = sibs[k];
@@ -1960,7 +1964,7 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	 * were written (a generation filled while we were stopped). */
 	size_t first = ns;
 	for (size_t k = 0; k < ns && first == ns; k++) {
-		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
+		int64_t m = sib_mtime_us(&sibs[k]);
 		if (sibs[k].rec || (t->state_time_us > 0 && m > t->state_time_us))
 			first = k;
 	}
@@ -1969,7 +1973,7 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		/* One the records do not name, last modified before they were
 		 * written, was read to its end already (a copy drained before
 		 * a truncation, a generation finished): not read again. */
-		int64_t m = (int64_t)sibs[k].mtime.tv_sec * 1000000 + sibs[k].mtime.tv_nsec / 1000;
+		int64_t m = sib_mtime_us(&sibs[k]);
 		if (!sibs[k].rec && t->state_time_us > 0 && m <= t->state_time_us - MTIME_SLACK_US)
 			continue;
 		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev,

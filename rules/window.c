@@ -414,6 +414,20 @@ double window_agg(struct window *w, const struct window_shape *s, unsigned i, in
  * bucket number, the cells, then the sketches and hlls. The running totals are
  * not saved: they are rebuilt from the buckets at the first quantile read.
  */
+/* One bucket's contents: its cells, then its sketches, then its HLLs. */
+static int encode_slot(const struct window *w, const struct expr *e, size_t slot,
+		       struct kl_buf *out)
+{
+	int rc = 0;
+	for (unsigned c = 0; c < e->ncells && rc == 0; c++)
+		rc = kl_buf_put_f64(out, w->cells[slot * e->ncells + c]);
+	for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
+		rc = sketch_encode(&w->sketches[slot * e->nsketches + k], out);
+	for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
+		rc = hll_encode(&w->hlls[slot * e->nhlls + k], out);
+	return rc;
+}
+
 int window_encode(const struct window *w, const struct window_shape *s, struct kl_buf *out)
 {
 	const struct expr *e = s->expr;
@@ -427,12 +441,8 @@ int window_encode(const struct window *w, const struct window_shape *s, struct k
 		if (w->epoch[b] == INT64_MIN)
 			continue;
 		rc = kl_buf_put_i64(out, w->epoch[b]);
-		for (unsigned c = 0; c < e->ncells && rc == 0; c++)
-			rc = kl_buf_put_f64(out, w->cells[b * e->ncells + c]);
-		for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
-			rc = sketch_encode(&w->sketches[b * e->nsketches + k], out);
-		for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
-			rc = hll_encode(&w->hlls[b * e->nhlls + k], out);
+		if (rc == 0)
+			rc = encode_slot(w, e, b, out);
 	}
 	return rc;
 }
@@ -499,12 +509,8 @@ int window_bucket_encode(const struct window *w, const struct window_shape *s, i
 		rc = kl_buf_put_u64(out, e->nsketches);
 	if (rc == 0)
 		rc = kl_buf_put_u64(out, e->nhlls);
-	for (unsigned c = 0; c < e->ncells && rc == 0; c++)
-		rc = kl_buf_put_f64(out, w->cells[slot * e->ncells + c]);
-	for (unsigned k = 0; k < e->nsketches && rc == 0; k++)
-		rc = sketch_encode(&w->sketches[slot * e->nsketches + k], out);
-	for (unsigned k = 0; k < e->nhlls && rc == 0; k++)
-		rc = hll_encode(&w->hlls[slot * e->nhlls + k], out);
+	if (rc == 0)
+		rc = encode_slot(w, e, slot, out);
 	if (rc < 0)
 		out->len = mark;
 	return rc;
