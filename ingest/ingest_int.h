@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include "common/kl_lookup.h"
 #include "ingest/ingest.h"
 
 #define PROBE_ERR_MAX 256
@@ -88,25 +89,8 @@ double probe_elapsed(const struct ingest_probe *p);
 extern const struct probe_ops probe_http_ops, probe_tcp_ops, probe_disk_ops, probe_pg_ops,
 	probe_redis_ops, probe_host_ops, probe_file_ops;
 
-/* ---------------------------------------------------------------------------
- * Host name lookups off the loop. probe_lookup_start returns 1 with *addr set
- * when host is a numeric address (no thread), 0 when a lookup thread was
- * started (fn runs on the loop when it ends, unless cancelled first), or
- * -errno. fn's err is 0 or an EAI_* code (gai_strerror).
- */
-struct probe_lookup;
-typedef void (*probe_lookup_fn)(void *ctx, int err, const struct sockaddr_storage *addr,
-				socklen_t len);
-int probe_lookup_start(struct ev_loop *loop, const char *host, uint16_t port, probe_lookup_fn fn,
-		       void *ctx, struct probe_lookup **out, struct sockaddr_storage *addr,
-		       socklen_t *len);
-/* Cancel (fn is not called). NULL ok. */
-void probe_lookup_cancel(struct probe_lookup *l);
-
 /* "host:port", "[v6]:port" → host (without brackets) and port. 0 or -EINVAL. */
 int probe_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
-/* A numeric address as text (for libpq's hostaddr). */
-int probe_addr_text(const struct sockaddr_storage *a, char *out, size_t outlen);
 
 /* ---------------------------------------------------------------------------
  * Pure pieces.

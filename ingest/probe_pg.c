@@ -49,7 +49,7 @@ struct pgprobe {
 	PGconn *conn;
 	ev_io io;
 	enum phase phase;
-	struct probe_lookup *lookup;
+	struct kl_lookup *lookup;
 	const char *kw[MAX_PARAMS + 3];
 	const char *val[MAX_PARAMS + 3];
 	size_t n;		 /* parameters from the connection string */
@@ -74,7 +74,7 @@ static void watch(struct ingest_probe *p, int events)
 static void pg_close(struct ingest_probe *p)
 {
 	struct pgprobe *g = p->impl;
-	probe_lookup_cancel(g->lookup);
+	kl_lookup_cancel(g->lookup);
 	g->lookup = NULL;
 	ev_io_stop(p->loop, &g->io);
 	if (g->conn)
@@ -222,7 +222,7 @@ static void on_looked_up(void *ctx, int err, const struct sockaddr_storage *a, s
 		probe_fail(p, "cannot resolve '%s': %s", g->host, gai_strerror(err));
 		return;
 	}
-	if (probe_addr_text(a, g->addr, sizeof g->addr) < 0) {
+	if (kl_addr_text(a, g->addr, sizeof g->addr) < 0) {
 		g->phase = PH_IDLE;
 		probe_fail(p, "cannot use the address of '%s'", g->host);
 		return;
@@ -280,7 +280,7 @@ static void pg_start(struct ingest_probe *p)
 	struct sockaddr_storage a;
 	socklen_t len;
 	g->phase = PH_LOOKUP;
-	int rc = probe_lookup_start(p->loop, g->host, 5432, on_looked_up, p, &g->lookup, &a, &len);
+	int rc = kl_lookup_start(p->loop, g->host, 5432, on_looked_up, p, &g->lookup, &a, &len);
 	if (rc < 0) {
 		g->phase = PH_IDLE;
 		probe_fail(p, "cannot resolve '%s': %s", g->host, strerror(-rc));

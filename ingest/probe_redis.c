@@ -31,7 +31,7 @@
 
 struct rprobe {
 	redisAsyncContext *ac; /* the connection in flight, or NULL */
-	struct probe_lookup *lookup;
+	struct kl_lookup *lookup;
 	char host[256];
 	uint16_t port;
 	char user[128];
@@ -115,7 +115,7 @@ static void forget(struct ingest_probe *p)
 {
 	struct rprobe *r = p->impl;
 	redisAsyncContext *ac = r->ac;
-	probe_lookup_cancel(r->lookup);
+	kl_lookup_cancel(r->lookup);
 	r->lookup = NULL;
 	r->ac = NULL;
 	if (ac)
@@ -180,7 +180,7 @@ static void connect_to(struct ingest_probe *p, const struct sockaddr_storage *a)
 {
 	struct rprobe *r = p->impl;
 	char ip[64];
-	if (probe_addr_text(a, ip, sizeof ip) < 0) {
+	if (kl_addr_text(a, ip, sizeof ip) < 0) {
 		probe_fail(p, "cannot use the address of '%s'", r->host);
 		return;
 	}
@@ -244,7 +244,7 @@ static void redis_start(struct ingest_probe *p)
 	struct rprobe *r = p->impl;
 	struct sockaddr_storage a;
 	socklen_t len;
-	int rc = probe_lookup_start(p->loop, r->host, r->port, on_looked_up, p, &r->lookup, &a, &len);
+	int rc = kl_lookup_start(p->loop, r->host, r->port, on_looked_up, p, &r->lookup, &a, &len);
 	if (rc < 0)
 		probe_fail(p, "cannot resolve '%s': %s", r->host, strerror(-rc));
 	else if (rc == 1)

@@ -21,6 +21,7 @@
  * and every callback checks that the context it is called for is r->ac.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@
 #include <hiredis/adapters/libev.h>
 #pragma GCC diagnostic pop
 
+#include "common/kl_lookup.h"
 #include "sinks/sinks.h"
 
 #define BACKOFF_MIN 1.0
@@ -63,6 +65,7 @@ struct sink_redis {
 	uint64_t stream_maxlen;
 	bool stream_events;
 	bool closing;	       /* in sink_redis_free: leases are cancelled */
+	struct kl_lookup *lookup; /* the host name being looked up, or NULL */
 	redisAsyncContext *ac; /* connecting or connected, or NULL */
 	bool up;	       /* connected (AUTH and SELECT sent) */
 	bool was_up;	       /* for "back" vs "connected" */
@@ -260,11 +263,16 @@ static void on_disconnect(const redisAsyncContext *c, int status)
 	went_down(r, why);
 }
 
-/* Blocking name resolution is hiredis's (getaddrinfo in connect); with an
- * IP address or a name in /etc/hosts, as in compose, it does not wait. */
-static void connect_now(struct sink_redis *r)
+/* Connect to an address already resolved (hiredis would otherwise call
+ * getaddrinfo itself, on the loop). */
+static void connect_addr(struct sink_redis *r, const struct sockaddr_storage *addr)
 {
-	redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+	char ip[64];
+	if (kl_addr_text(addr, ip, sizeof ip) < 0) {
+		went_down(r, "cannot use the resolved address");
+		return;
+	}
+	redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
 	if (!ac) {
 		went_down(r, "out of memory");
 		return;
@@ -283,10 +291,43 @@ static void connect_now(struct sink_redis *r)
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }
 
+static void cannot_resolve(struct sink_redis *r, const char *what)
+{
+	char why[200];
+	snprintf(why, sizeof why, "cannot resolve %s: %s", r->host, what);
+	went_down(r, why);
+}
+
+static void on_resolved(void *ctx, int err, const struct sockaddr_storage *addr,
+			socklen_t len)
+{
+	(void)len;
+	struct sink_redis *r = ctx;
+	r->lookup = NULL; /* the lookup frees itself after this callback */
+	if (err)
+		cannot_resolve(r, gai_strerror(err));
+	else
+		connect_addr(r, addr);
+}
+
+/* A name is looked up off the loop (a DNS server that does not answer would
+ * otherwise hold every tailer and rule for seconds); an address is used as is. */
+static void connect_now(struct sink_redis *r)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = 0;
+	int rc = kl_lookup_start(r->loop, r->host, r->port, on_resolved, r, &r->lookup, &addr,
+				 &len);
+	if (rc == 1)
+		connect_addr(r, &addr);
+	else if (rc < 0)
+		cannot_resolve(r, strerror(-rc));
+}
+
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sink_redis *r = w->data;
-	if (!r->ac)
+	if (!r->ac && !r->lookup)
 		connect_now(r);
 }
 
@@ -566,7 +607,7 @@ void sink_redis_start(struct sink_redis *r, sink_redis_hash_fn hash_fn,
 	r->hash_fn = hash_fn;
 	r->state_fn = state_fn;
 	r->ctx = ctx;
-	if (!r->ac && !ev_is_active(&r->retry))
+	if (!r->ac && !r->lookup && !ev_is_active(&r->retry))
 		connect_now(r);
 }
 
@@ -581,6 +622,8 @@ void sink_redis_free(struct sink_redis *r)
 	r->state_fn = NULL;
 	r->hash_fn = NULL;
 	r->closing = true;
+	kl_lookup_cancel(r->lookup);
+	r->lookup = NULL;
 	redisAsyncContext *ac = r->ac;
 	r->ac = NULL;
 	if (ac)

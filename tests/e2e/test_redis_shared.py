@@ -134,7 +134,7 @@ class Redis:
 
 
 class Replica:
-    def __init__(self, d, name, redis_port, hook_url):
+    def __init__(self, d, name, redis_host, redis_port, hook_url):
         self.name = name
         self.dir = os.path.join(d, name)
         os.makedirs(os.path.join(self.dir, "state"))
@@ -148,7 +148,7 @@ state_dir: %s
 listen: 127.0.0.1:%d
 rule_files: [rules.yml]
 redis:
-  url: redis://127.0.0.1:%d
+  url: redis://%s:%d
   replica: %s
   lease: %ds
   stream: {key: 'klaxon:alerts', maxlen: 1000, what: alerts}
@@ -158,8 +158,8 @@ sinks:
   - {name: out, type: stdout}
   - {name: hook, type: webhook, url: %s}
 notify: {group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
-""" % (yaml_str(os.path.join(self.dir, "state")), self.port, redis_port, name, LEASE_S,
-            yaml_str(self.access), yaml_str(hook_url)))
+""" % (yaml_str(os.path.join(self.dir, "state")), self.port, redis_host, redis_port, name,
+            LEASE_S, yaml_str(self.access), yaml_str(hook_url)))
         self.kl = Klaxon(self.dir, cfg)
 
     def lines(self, path, n, errors):
@@ -211,7 +211,9 @@ def body():
     redis.start()
     log("redis-server on 127.0.0.1:%d" % redis.port)
     rv = Receiver(d).start()
-    reps = [Replica(d, "r%d" % i, redis.port, rv.url("/hook")) for i in (1, 2, 3)]
+    # r2 names the server by host name, so the sink's lookup off the loop is exercised.
+    reps = [Replica(d, "r%d" % i, "localhost" if i == 2 else "127.0.0.1", redis.port,
+                    rv.url("/hook")) for i in (1, 2, 3)]
     for r in reps:
         r.kl.start()
     for r in reps:
