@@ -224,7 +224,11 @@ struct ingest_mark {
 void ingest_tail_line_mark(const struct ingest_tail *t, struct ingest_mark *out);
 
 /*
- * Append one checkpoint record line per followed file to out:
+ * Append checkpoint records to out: one line per content read to its end
+ * lately (the last 256), so a restart does not read it again when it turns up
+ * renamed, copied or compressed,
+ *   done fp=<16 hex> fplen=N end=E
+ * then one line per followed file:
  *   file dev=D ino=I off=O fplen=N fp=<16 hex> skip=0|1 path=<%XX-encoded>
  * off is the first byte not handed on (a pending partial line is read again
  * after a restart); fp is a hash of the file's first fplen (<= 1024) bytes;

@@ -448,7 +448,7 @@ static void remember_done(struct ingest_tail *t, uint64_t fp, size_t fp_len, uin
 static bool drain_copy(struct tfile *f);
 static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino);
 static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev, ino_t cur_ino,
-			 int64_t since_us, struct tfile *before, struct tfile *after);
+			 int cur_fd, int64_t since_us, struct tfile *before, struct tfile *after);
 
 static void truncated(struct tfile *f, uint64_t size)
 {
@@ -466,7 +466,7 @@ static void truncated(struct tfile *f, uint64_t size)
 		copy->waiter = NULL;
 		f->wait = NULL;
 	}
-	follow_since(t, f->path, f->dev, f->ino, f->content_ok_us, copy, f);
+	follow_since(t, f->path, f->dev, f->ino, -1, f->content_ok_us, copy, f);
 	kl_log(KL_LOG_INFO,
 	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
 	       "reading it again from the start%s",
@@ -502,7 +502,8 @@ static void copies_unseen(struct tfile *f)
 		before->waiter = NULL;
 		f->wait = NULL;
 	}
-	follow_since(f->t, f->path, f->dev, f->ino, f->content_ok_us - MTIME_SLACK_US, before, f);
+	follow_since(f->t, f->path, f->dev, f->ino, -1, f->content_ok_us - MTIME_SLACK_US, before,
+		     f);
 }
 
 /*
@@ -968,7 +969,7 @@ static void open_new_since_checkpoint(struct ingest_tail *t, const char *path)
 {
 	struct tfile *f = open_file(t, path, false);
 	if (f)
-		follow_since(t, path, f->dev, f->ino, t->state_time_us - MTIME_SLACK_US, NULL, f);
+		follow_since(t, path, f->dev, f->ino, -1, t->state_time_us - MTIME_SLACK_US, NULL, f);
 }
 
 /* Find new matches of the pattern (and new names of draining files). */
@@ -1055,7 +1056,7 @@ static void open_successor(struct tfile *f, const struct stat *ps)
 		g->wait = NULL;
 		tail = chain_tail(f);
 	}
-	follow_since(t, f->path, g ? g->dev : 0, g ? g->ino : 0, f->name_ok_us - MTIME_SLACK_US,
+	follow_since(t, f->path, g ? g->dev : 0, g ? g->ino : 0, -1, f->name_ok_us - MTIME_SLACK_US,
 		     tail, g);
 }
 
@@ -1312,6 +1313,20 @@ static int field_u64(const char **p, const char *end, const char *key, uint64_t 
 	return kl_parse_u64(v.p, v.len, out) < 0 ? -EINVAL : 0;
 }
 
+static int parse_hex64(struct kl_str v, uint64_t *out)
+{
+	if (v.len != 16)
+		return -EINVAL;
+	*out = 0;
+	for (size_t i = 0; i < 16; i++) {
+		int h = hexval(v.p[i]);
+		if (h < 0)
+			return -EINVAL;
+		*out = *out << 4 | (uint64_t)h;
+	}
+	return 0;
+}
+
 static int parse_record(const char *s, const char *end, struct saved *r)
 {
 	static const char pfx[] = "file ";
@@ -1328,14 +1343,8 @@ static int parse_record(const char *s, const char *end, struct saved *r)
 	    fplen > FP_MAX || r->off > (uint64_t)INT64_MAX)
 		return -EINVAL;
 	r->fp_len = (size_t)fplen;
-	if (field(&p, end, "fp", &v) < 0 || v.len != 16)
+	if (field(&p, end, "fp", &v) < 0 || parse_hex64(v, &r->fp) < 0)
 		return -EINVAL;
-	for (size_t i = 0; i < 16; i++) {
-		int h = hexval(v.p[i]);
-		if (h < 0)
-			return -EINVAL;
-		r->fp = r->fp << 4 | (uint64_t)h;
-	}
 	if (field_u64(&p, end, "skip", &skip) < 0 || skip > 1)
 		return -EINVAL;
 	r->skip = skip == 1;
@@ -1346,19 +1355,50 @@ static int parse_record(const char *s, const char *end, struct saved *r)
 	return pct_decode(p, (size_t)(end - p), &r->path);
 }
 
-/* Parse checkpoint records; on error *bad_line is the 1-based line. */
+/* "done fp=<16 hex> fplen=N end=E": a content read to its end (remember_done). */
+static int parse_done(const char *s, const char *end, struct done_content *d)
+{
+	const char *p = s + 5;
+	struct kl_str v;
+	uint64_t fplen;
+	if (field(&p, end, "fp", &v) < 0 || parse_hex64(v, &d->fp) < 0 ||
+	    field_u64(&p, end, "fplen", &fplen) < 0 || fplen == 0 || fplen > FP_MAX ||
+	    field_u64(&p, end, "end", &d->end) < 0 || p != end)
+		return -EINVAL;
+	d->fp_len = (size_t)fplen;
+	return 0;
+}
+
+static bool is_done_record(const char *p, const char *le)
+{
+	return le - p > 5 && memcmp(p, "done ", 5) == 0;
+}
+
+/*
+ * Parse checkpoint records: file records into *out, done records into
+ * done[] (the last DONE_MAX kept, oldest first; *ndone how many were read).
+ * On error *bad_line is the 1-based line.
+ */
 static int parse_state(const char *data, size_t len, struct saved **out, size_t *nout,
-		       size_t *bad_line)
+		       struct done_content done[DONE_MAX], size_t *ndone, size_t *bad_line)
 {
 	struct saved *v = NULL;
 	size_t n = 0, cap = 0, line = 0;
 	const char *p = data, *end = data + len;
 	int rc = 0;
 
+	*ndone = 0;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
 		line++;
+		if (is_done_record(p, le)) {
+			if ((rc = parse_done(p, le, &done[*ndone % DONE_MAX])) < 0)
+				goto fail;
+			++*ndone;
+			p = nl ? nl + 1 : end;
+			continue;
+		}
 		if (n == CKPT_MAX_RECORDS) {
 			rc = -E2BIG;
 			goto fail;
@@ -1392,8 +1432,9 @@ fail:
 int ingest_tail_state_check(const char *data, size_t len, size_t *bad_line)
 {
 	struct saved *v = NULL;
-	size_t n = 0;
-	int rc = parse_state(data, len, &v, &n, bad_line);
+	struct done_content done[DONE_MAX];
+	size_t n = 0, ndone = 0;
+	int rc = parse_state(data, len, &v, &n, done, &ndone, bad_line);
 	if (rc == 0)
 		saved_free(v, n);
 	return rc;
@@ -1417,10 +1458,30 @@ static uint64_t saved_offset(const struct tfile *f)
 	return f->gz && f->gz->skip_to > off ? f->gz->skip_to : off;
 }
 
+/* The done ring, oldest first: after a restart, a generation read to its end
+ * and closed before the checkpoint, but renamed, copied or compressed since
+ * (its mtime then says "modified after the checkpoint"), is not read again. */
+static int save_done(const struct ingest_tail *t, struct kl_buf *out)
+{
+	size_t n = t->ndone < DONE_MAX ? t->ndone : DONE_MAX;
+	for (size_t i = t->ndone - n; i < t->ndone; i++) {
+		const struct done_content *d = &t->done[i % DONE_MAX];
+		if (kl_buf_appendf(out, "done fp=%016llx fplen=%zu end=%llu\n",
+				   (unsigned long long)d->fp, d->fp_len,
+				   (unsigned long long)d->end) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 int ingest_tail_save_held(const struct ingest_tail *t, struct kl_buf *out,
 			  const struct ingest_mark *held, size_t nheld)
 {
 	size_t mark = out->len;
+	if (save_done(t, out) < 0) {
+		out->len = mark;
+		return -ENOMEM;
+	}
 	for (const struct tfile *f = t->files; f; f = f->next) {
 		/* The pending partial line was not handed on: it is read again. */
 		uint64_t off = saved_offset(f);
@@ -1664,7 +1725,20 @@ static int list_pass(struct ingest_tail *t, const char *dir, const char *base, d
 	return (int)(*n - before);
 }
 
-/* NAME.1.gz next to NAME.1: gzip is still at work; the plain one counts. */
+/* Is NAME (gz's path less ".gz") still a regular file? The listing leaves
+ * out the files we follow, so the twin may be on disk but not in it. */
+static bool plain_twin_on_disk(const struct sib *gz)
+{
+	char plain[PATH_MAX];
+	size_t len = strlen(gz->path) - 3;
+	struct stat st;
+	memcpy(plain, gz->path, len);
+	plain[len] = '\0';
+	return stat(plain, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* NAME.1.gz next to NAME.1 (listed, or followed by us): gzip is still at
+ * work, the .gz may be half written; the plain one counts. */
 static void drop_compressing(struct sib *v, size_t *n)
 {
 	for (size_t i = 0; i < *n;) {
@@ -1673,6 +1747,8 @@ static void drop_compressing(struct sib *v, size_t *n)
 		for (size_t k = 0; v[i].gz && k < *n && !dup; k++)
 			dup = k != i && !v[k].gz && strlen(v[k].path) == len - 3 &&
 			      memcmp(v[k].path, v[i].path, len - 3) == 0;
+		if (!dup && v[i].gz)
+			dup = plain_twin_on_disk(&v[i]);
 		if (dup) {
 			close(v[i].fd);
 			v[i] = v[--*n];
@@ -1878,16 +1954,37 @@ static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
 		f->waiter = NULL;
 		after->wait = NULL;
 	}
-	follow_since(f->t, f->path, cur_dev, cur_ino, f->name_ok_us - MTIME_SLACK_US, f, after);
+	follow_since(f->t, f->path, cur_dev, cur_ino, -1, f->name_ok_us - MTIME_SLACK_US, f, after);
+}
+
+/*
+ * Is c the compressed copy of the file a restore holds open (cur_fd, to be
+ * followed under the name), renamed and compressed since we opened it? Then
+ * the plain file is unlinked and we read it whole through cur_fd: the copy
+ * would be read twice. (A copy of a file still linked is not skipped: with
+ * copytruncate the copy holds what the truncation removed.)
+ */
+static bool compressed_copy_of_held(int cur_fd, struct sib *c)
+{
+	struct stat st;
+	char b[FP_MAX];
+	if (cur_fd < 0 || !c->gz || fstat(cur_fd, &st) < 0 || st.st_nlink > 0)
+		return false;
+	ssize_t n = pread_all(cur_fd, b, sizeof b, 0);
+	if (n <= 0)
+		return false;
+	struct saved head = { .fp = fp_hash(b, (size_t)n), .fp_len = (size_t)n };
+	return sib_rank(c, &head) > 0;
 }
 
 /*
  * The generations of name modified after since_us that we do not follow,
  * read oldest first, each to its end: after `before` (if any), and before
- * `after` (if any, which must not be waiting for anything).
+ * `after` (if any, which must not be waiting for anything). cur_fd: see
+ * compressed_copy_of_held (-1: none).
  */
 static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev, ino_t cur_ino,
-			 int64_t since_us, struct tfile *before, struct tfile *after)
+			 int cur_fd, int64_t since_us, struct tfile *before, struct tfile *after)
 {
 	struct sib *sibs = NULL;
 	size_t ns = 0, keep = 0;
@@ -1896,7 +1993,7 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 		for (size_t k = 0; k < ns; k++) {
 			int64_t m = sib_mtime_us(&sibs[k]);
 			if (m > since_us && !copy_of_followed(t, &sibs[k], name) &&
-			    !already_read(t, &sibs[k]))
+			    !already_read(t, &sibs[k]) && !compressed_copy_of_held(cur_fd, &sibs[k]))
 				sibs[keep++] = sibs[k];
 			else
 				close(sibs[k].fd);
@@ -1922,7 +2019,7 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
  * its siblings, then read every sibling rotated since the oldest of them.
  */
 static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t n,
-			   const char *path, dev_t cur_dev, ino_t cur_ino)
+			   const char *path, dev_t cur_dev, ino_t cur_ino, int cur_fd)
 {
 	struct sib *sibs = NULL;
 	size_t ns = 0;
@@ -1970,11 +2067,15 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 	}
 	struct tfile *prev = NULL;
 	for (size_t k = first; k < ns; k++) {
-		/* One the records do not name, last modified before they were
-		 * written, was read to its end already (a copy drained before
-		 * a truncation, a generation finished): not read again. */
+		/* One the records do not name was read to its end already (a
+		 * copy drained before a truncation, a generation finished) if
+		 * it was last modified before they were written, or if its
+		 * content is a done record's (copied or compressed since, so
+		 * its mtime is newer): not read again. */
 		int64_t m = sib_mtime_us(&sibs[k]);
-		if (!sibs[k].rec && t->state_time_us > 0 && m <= t->state_time_us - MTIME_SLACK_US)
+		if (!sibs[k].rec && ((t->state_time_us > 0 && m <= t->state_time_us - MTIME_SLACK_US) ||
+				     already_read(t, &sibs[k]) ||
+				     compressed_copy_of_held(cur_fd, &sibs[k])))
 			continue;
 		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev,
 						  "rotated while we were stopped");
@@ -2081,14 +2182,14 @@ static int restore(struct ingest_tail *t, struct saved *v, size_t n)
 			cd = st.st_dev;
 			ci = st.st_ino;
 		}
-		int rc = restore_rotated(t, v, n, r->path, cd, ci);
+		int rc = restore_rotated(t, v, n, r->path, cd, ci, fd);
 		if (rc < 0) {
 			if (fd >= 0)
 				close(fd);
 			return rc;
 		}
 		/* Rotated or copied again while we read the records' siblings. */
-		follow_since(t, r->path, cd, ci, opened_us - MTIME_SLACK_US,
+		follow_since(t, r->path, cd, ci, fd, opened_us - MTIME_SLACK_US,
 			     last_generation(t, r->path), NULL);
 		if (!find_path(t, r->path))
 			restore_path(t, v, n, r->path, fd, opened_us);
@@ -2174,10 +2275,12 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 	if (opts->state && opts->state_len) {
 		struct saved *v = NULL;
 		size_t n = 0, bad = 0;
-		int prc = parse_state(opts->state, opts->state_len, &v, &n, &bad);
+		int prc = parse_state(opts->state, opts->state_len, &v, &n, t->done, &t->ndone,
+				      &bad);
 		if (prc == -ENOMEM)
 			goto fail;
 		if (prc < 0) {
+			t->ndone = 0;
 			kl_log(KL_LOG_ERROR,
 			       "tail %s: checkpoint record %zu is not valid; starting without "
 			       "the checkpoint",

@@ -252,19 +252,20 @@ static int ckpt_parse(struct run *r, const char *data, size_t len, size_t *line,
 				return -EINVAL;
 			if (cur >= 0)
 				r->ckpt_sec[cur] = (struct kl_str){ nl + 1, 0 };
-		} else if (l > 5 && memcmp(p, "file ", 5) == 0) {
+		} else if (l > 5 && (memcmp(p, "file ", 5) == 0 || memcmp(p, "done ", 5) == 0)) {
 			*why = "a file record outside a source section";
 			if (cur == -1)
 				return -EINVAL;
 			size_t bad = 0;
 			*why = "expected a file record (file dev=... ino=... off=... fplen=... "
-			       "fp=... skip=... path=...)";
+			       "fp=... skip=... path=...) or a done record (done fp=... fplen=... "
+			       "end=...)";
 			if (ingest_tail_state_check(p, l, &bad) < 0)
 				return -EINVAL;
 			if (cur >= 0)
 				r->ckpt_sec[cur].len += l + 1;
 		} else {
-			*why = "expected \"source NAME\", \"file ...\" or \"end\"";
+			*why = "expected \"source NAME\", \"file ...\", \"done ...\" or \"end\"";
 			return -EINVAL;
 		}
 		p = nl + 1;
