@@ -940,6 +940,42 @@ static void test_checkpoint_rotated_twice_compressed(void **state)
 	kl_buf_free(&buf);
 }
 
+/* A generation read to its end and closed before the checkpoint, compressed
+ * after it (the .gz newer than the checkpoint, as logrotate's compress makes
+ * it, and no record names it): known by its content (a done record), not
+ * read again. */
+static void test_checkpoint_done_generation_compressed_later(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\na2\n");
+	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 2));
+	assert_int_equal(rename(path_of(fx, "a.log"), path_of(fx, "a.log.1")), 0);
+	writer(fx, 1, "a.log");
+	put(fx, 1, "b1\n");
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, 2 * SETTLE); /* past rotate_wait (5 stat intervals) */
+	assert_int_equal(stats(fx).files_open, 1); /* a.log.1 done with */
+	save_and_stop(fx, &buf);
+	if (!strstr(buf.p, "done fp="))
+		fail_msg("no done record: %.*s", (int)buf.len, buf.p);
+	int64_t saved_us = kl_wall_us();
+	put(fx, 1, "b2\n");
+	gzip_as(fx, "a.log.1.gz", "a1\na2\n", "a.log"); /* mtime: now */
+	assert_int_equal(unlink(path_of(fx, "a.log.1")), 0);
+	o.state = buf.p;
+	o.state_len = buf.len;
+	o.state_time_us = saved_us - 1000000; /* the .gz is newer, past the slack */
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "b1", "b2");
+	kl_buf_free(&buf);
+}
+
 static void test_checkpoint_resume_inside_gz(void **state)
 {
 	struct fixture *fx = *state;
@@ -1147,7 +1183,8 @@ static void test_checkpoint_state_check(void **state)
 	(void)state;
 	static const char ok[] =
 		"file dev=1 ino=2 off=3 fplen=3 fp=00000000000000ff skip=0 path=/x/a%20b\n"
-		"file dev=1 ino=3 off=0 fplen=0 fp=0123456789abcdef skip=1 path=rel.log";
+		"file dev=1 ino=3 off=0 fplen=0 fp=0123456789abcdef skip=1 path=rel.log\n"
+		"done fp=0123456789abcdef fplen=1024 end=5000";
 	size_t bad = 0;
 	assert_int_equal(ingest_tail_state_check(ok, strlen(ok), &bad), 0);
 	assert_int_equal(ingest_tail_state_check("", 0, &bad), 0);
@@ -1165,6 +1202,11 @@ static void test_checkpoint_state_check(void **state)
 		"file dev=1 ino=2 off=99999999999999999999 fplen=3 fp=00000000000000ff skip=0 "
 		"path=/x",
 		"file ino=2 dev=1 off=3 fplen=3 fp=00000000000000ff skip=0 path=/x",
+		"done fp=00000000000000ff fplen=0 end=3",	  /* nothing fingerprinted */
+		"done fp=00000000000000ff fplen=1025 end=3",	  /* longer than FP_MAX */
+		"done fp=000000000000ff fplen=3 end=3",		  /* short fp */
+		"done fp=00000000000000ff fplen=3",		  /* no end */
+		"done fp=00000000000000ff fplen=3 end=3 more=1", /* trailing field */
 		"\n",
 	};
 	for (size_t i = 0; i < KL_ARRAY_LEN(bads); i++) {
@@ -1206,6 +1248,7 @@ int main(void)
 		T(test_checkpoint_dateext_while_stopped),
 		T(test_checkpoint_copytruncate_while_stopped),
 		T(test_checkpoint_rotated_twice_compressed),
+		T(test_checkpoint_done_generation_compressed_later),
 		T(test_checkpoint_resume_inside_gz),
 		T(test_checkpoint_damaged_gz),
 		T(test_line_mark_and_held_save),
