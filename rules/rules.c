@@ -1602,6 +1602,7 @@ void rules_each_alert(struct rules_set *rs, rules_alert_fn fn, void *ctx)
 				.firing = g->state == S_FIRING,
 				.since_us = g->since_us,
 				.value = r->value_node ? eval_num(&c, r->value_node) : NAN,
+				.shared = r->sh != NULL,
 			};
 			fn(ctx, &a);
 		}

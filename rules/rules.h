@@ -177,6 +177,7 @@ struct rules_alert_state {
 	bool firing;			  /* else pending */
 	int64_t since_us;		  /* pending since, or firing since */
 	double value;			  /* at the last evaluation instant; NaN: undefined */
+	bool shared;			  /* judged on the replicas' union (shared mode) */
 };
 typedef void (*rules_alert_fn)(void *ctx, const struct rules_alert_state *a);
 /* Report every pending and firing alert, rule by rule. Changes no state. */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/alert_board.h"
 #include "src/http_server.h"
 #include "src/metrics.h"
 #include "src/observe.h"
@@ -256,6 +257,7 @@ static int healthz(struct observe *o, struct kl_buf *body)
 
 struct alerts_ctx {
 	struct kl_buf *b;
+	const char *replica; /* shared mode: where each alert was judged */
 	size_t n;
 	int rc;
 };
@@ -263,42 +265,23 @@ struct alerts_ctx {
 static void one_alert(void *ctx, const struct rules_alert_state *a)
 {
 	struct alerts_ctx *c = ctx;
-	struct kl_buf *b = c->b;
-	char since[40];
-	kl_format_rfc3339(a->since_us, false, since);
-	int rc = kl_buf_append_str(b, c->n++ ? ",\n {\"alert\":" : "\n {\"alert\":");
+	int rc = kl_buf_append_str(c->b, c->n++ ? ",\n " : "\n ");
 	if (rc == 0)
-		rc = kl_json_append_str(b, a->alert, strlen(a->alert));
-	if (rc == 0)
-		rc = kl_buf_append_str(b, ",\"labels\":{");
-	for (size_t i = 0; i < a->nlabels && rc == 0; i++) {
-		const char *v = a->labels[i].value ? a->labels[i].value : "";
-		if (i)
-			rc = kl_buf_append(b, ",", 1);
-		if (rc == 0)
-			rc = kl_json_append_str(b, a->labels[i].key, strlen(a->labels[i].key));
-		if (rc == 0)
-			rc = kl_buf_append(b, ":", 1);
-		if (rc == 0)
-			rc = kl_json_append_str(b, v, strlen(v));
-	}
-	if (rc == 0)
-		rc = kl_buf_appendf(b, "},\"state\":\"%s\",\"since\":\"%s\",\"value\":",
-				    a->firing ? "firing" : "pending", since);
-	if (rc == 0)
-		rc = kl_json_append_num(b, a->value);
-	if (rc == 0)
-		rc = kl_buf_append(b, "}", 1);
+		rc = alert_json(c->b, a, c->replica);
 	if (rc < 0)
 		c->rc = rc;
 }
 
+/* Ours, then (shared mode) the other replicas' alerts of unshared rules. */
 static int alerts(struct observe *o, struct kl_buf *body)
 {
-	struct alerts_ctx c = { body, 0, 0 };
+	struct runtime *rt = o->rt;
+	struct alerts_ctx c = { body, rt->board ? rt->replica : NULL, 0, 0 };
 	int rc = kl_buf_append(body, "[", 1);
 	if (rc == 0)
-		rules_each_alert(o->rt->rules, one_alert, &c);
+		rules_each_alert(rt->rules, one_alert, &c);
+	if (rc == 0 && c.rc == 0 && rt->board)
+		rc = alert_board_append(rt->board, body, &c.n, kl_wall_us());
 	if (rc == 0 && c.rc == 0)
 		rc = kl_buf_append_str(body, c.n ? "\n]\n" : "]\n");
 	return rc < 0 ? rc : c.rc;

@@ -17,6 +17,9 @@
  *   GET /alerts    the pending and firing alerts as a JSON array:
  *                  [{"alert":"X","labels":{...},"state":"firing",
  *                    "since":"...Z","value":0.07}, ...]
+ *                  In shared mode each also has "replica" (where it was
+ *                  judged), and the other replicas' alerts of unshared rules
+ *                  follow ours (src/alert_board.h).
  *
  * Lag: bytes_behind is the tail's (file sizes less our offsets);
  * seconds_behind is 0 when nothing is unread, else the time since the source

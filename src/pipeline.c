@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/alert_board.h"
 #include "src/pipeline.h"
 
 static struct rules_set *load_rules(struct runtime *rt, const struct config *cfg, struct kl_diag *d)
@@ -120,6 +121,10 @@ static void on_redis_hash(void *ctx, uint64_t tag, const char *key,
 			  const struct sink_redis_field *f, size_t n)
 {
 	struct runtime *rt = ctx;
+	if (tag == ALERT_BOARD_TAG) {
+		alert_board_answer(rt->board, f, n, kl_wall_us());
+		return;
+	}
 	if (n > rt->fcap) {
 		struct rules_field *nf = realloc(rt->fields, n * sizeof *nf);
 		if (!nf)
@@ -138,8 +143,10 @@ static void on_redis_hash(void *ctx, uint64_t tag, const char *key,
 static void on_redis_state(void *ctx, bool up)
 {
 	struct runtime *rt = ctx;
-	if (!up)
+	if (!up) {
 		rules_shared_lost(rt->rules);
+		alert_board_clear(rt->board); /* alone: /alerts shows ours only */
+	}
 }
 
 /* Give the rules the store (at start, and to a reloaded set). */
@@ -154,8 +161,11 @@ static int share_rules(struct runtime *rt)
 
 void runtime_shared_sync(struct runtime *rt, int64_t now)
 {
-	if (sink_redis_up(sinks_redis(rt->sinks)))
+	struct sink_redis *r = sinks_redis(rt->sinks);
+	if (sink_redis_up(r)) {
 		rules_shared_sync(rt->rules, now);
+		alert_board_sync(rt->board, r, rt->rules, now);
+	}
 }
 
 /* The replica's name: `replica:`, else HOSTNAME-PID (unique per process,
@@ -185,7 +195,7 @@ static int replica_name(struct runtime *rt)
 static int open_redis(struct runtime *rt)
 {
 	const struct config_redis *c = &rt->cfg->redis;
-	if (replica_name(rt) < 0)
+	if (replica_name(rt) < 0 || !(rt->board = alert_board_new(rt->replica)))
 		return -ENOMEM;
 	rt->redis_spec = (struct sink_redis_spec){
 		.host = c->host,
@@ -278,6 +288,7 @@ void runtime_free(struct runtime *rt)
 	kl_buf_free(&rt->probe_text);
 	free(rt->replica);
 	free(rt->fields);
+	alert_board_free(rt->board);
 	config_free(rt->cfg);
 	memset(rt, 0, sizeof *rt);
 }

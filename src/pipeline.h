@@ -49,6 +49,7 @@ struct runtime {
 	char *replica;
 	struct rules_field *fields; /* an answer's fields, converted; reused */
 	size_t fcap;
+	struct alert_board *board; /* the other replicas' alerts (shared mode), or NULL */
 };
 
 /* Load the config at path and its rules. 0, or -EINVAL after reporting. */

@@ -10,6 +10,11 @@ by path, `shared: true`, and one webhook receiver (the same URL).
            lines, 6%) crosses. Every replica sees it fire (the shared view),
            and the receiver gets exactly one message, holding exactly one
            alert. The stream holds the firing transition.
+  board    one line with status 418 on r1: TeapotLocal, an unshared rule
+           (`for: 1h`: pending, never notified), is judged on r1 alone and
+           shows on every replica's /alerts as r1's (the alert board); the
+           shared Errors5xx shows once on each, as its own. Alone (below),
+           each /alerts is its own again; back, the board returns.
   handover the lease holder (the replica whose /metrics counts a lease won)
            is killed (SIGKILL), and at once /b crosses on the union of the
            two others. They stand down while the dead holder's lease runs;
@@ -60,6 +65,11 @@ rules:
     by: [path]
     shared: true
     labels: {severity: page}
+  - alert: TeapotLocal
+    source: nginx
+    expr: count(status == 418) > 0
+    window: 1m
+    for: 1h
 """
 LEASE_S = 10
 QUIET = 4.0   # seconds with nothing more expected (a duplicate would show)
@@ -165,6 +175,10 @@ notify: {group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
     def lines(self, path, n, errors):
         append(self.access, [nginx_bytes(path, 503 if i < errors else 200) for i in range(n)])
 
+    def alerts(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/alerts" % self.port, timeout=5) as r:
+            return json.loads(r.read().decode())
+
     def metric(self, name):
         with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=5) as r:
             for line in r.read().decode().splitlines():
@@ -203,6 +217,28 @@ def stream(redis):
     return out
 
 
+def teapots(r):
+    """(alert state, replica) of TeapotLocal entries on r's /alerts."""
+    return sorted((a["state"], a.get("replica")) for a in r.alerts() if a["alert"] == "TeapotLocal")
+
+
+def board(reps):
+    """An unshared rule pending on r1 alone (its `for` is an hour: it never
+    notifies) is on every replica's /alerts, named as r1's; a shared one
+    (Errors5xx, firing on the union) once per replica, not once per replica
+    that judged it."""
+    append(reps[0].access, [nginx_bytes("/tea", 418)])
+    for r in reps:
+        wait_for(lambda: teapots(r) == [("pending", "r1")], 30,
+                 "%s's /alerts to show r1's pending TeapotLocal, once" % r.name)
+    for r in reps:
+        shared = [a for a in r.alerts() if a["alert"] == "Errors5xx"]
+        check([a.get("replica") for a in shared] == [r.name],
+              "%s's /alerts lists the shared alert as %r, expected once, its own"
+              % (r.name, [a.get("replica") for a in shared]))
+    log("board: r1's unshared pending alert on every replica's /alerts; the shared one once each")
+
+
 def body():
     if not shutil.which("redis-server"):
         skip("redis-server is not installed (apt-get install redis-server)")
@@ -238,6 +274,7 @@ def body():
           "the stream has no /api firing entry: %r" % st)
     stood = sum(r.metric("klaxon_notify_stood_down_total") or 0 for r in reps)
     check(stood >= 2, "union: %d replicas stood down, expected 2" % stood)
+    board(reps)
 
     # ---- handover: the holder dies
     won = [r for r in reps if (r.metric("klaxon_notify_leases_won_total") or 0) >= 1]
@@ -265,6 +302,10 @@ def body():
     redis.stop()
     for r in alive:
         r.kl.wait_log("going on alone", "%s to log that Redis is gone" % r.name)
+    for r in alive:  # alone, each /alerts is its own again
+        want = [("pending", "r1")] if r.name == "r1" else []
+        check(teapots(r) == want, "alone: %s's /alerts shows TeapotLocal as %r, expected %r"
+              % (r.name, teapots(r), want))
     for r in alive:
         r.lines("/c", 200, 20)
     for r in alive:
@@ -284,6 +325,10 @@ def body():
     redis.start()
     for r in alive:
         r.kl.wait_log("connected again", "%s to reconnect" % r.name, deadline_s=60)
+    if "r1" in [r.name for r in alive]:  # the board again: r1's alert on the other's /alerts
+        for r in alive:
+            wait_for(lambda: teapots(r) == [("pending", "r1")], 30,
+                     "%s's /alerts to show r1's TeapotLocal again" % r.name)
     # Every replica's buckets are back in Redis before /d is written.
     def republished():
         ks = resp(redis.port, "KEYS", "klaxon:w:*") or []
