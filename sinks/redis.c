@@ -35,6 +35,7 @@
 #pragma GCC diagnostic pop
 
 #include "common/kl_lookup.h"
+#include "sinks/redis_tls.h"
 #include "sinks/sinks.h"
 
 #define BACKOFF_MIN 1.0
@@ -66,6 +67,8 @@ struct sink_redis {
 	bool stream_events;
 	bool closing;	       /* in sink_redis_free: leases are cancelled */
 	struct kl_lookup *lookup; /* the host name being looked up, or NULL */
+	struct redis_tls_ctx *tls_ctx; /* rediss://, else NULL */
+	struct redis_tls *tls;	       /* the bridge under r->ac (rediss://), or NULL */
 	redisAsyncContext *ac; /* connecting or connected, or NULL */
 	bool up;	       /* connected (AUTH and SELECT sent) */
 	bool was_up;	       /* for "back" vs "connected" */
@@ -118,6 +121,8 @@ static void went_down(struct sink_redis *r, const char *why)
 	r->up = false;
 	r->inflight = 0;
 	r->last_exp[0] = '\0';
+	redis_tls_free(r->tls); /* hiredis's side of it ends with its context */
+	r->tls = NULL;
 	if (!r->down_logged) {
 		kl_log(KL_LOG_WARN,
 		       "redis %s:%u: %s; going on alone (local windows, local notifications) and "
@@ -222,8 +227,10 @@ static void on_connect(const redisAsyncContext *c, int status)
 	if (!r || r->ac != c)
 		return;
 	if (status != REDIS_OK) {
-		char why[160];
-		snprintf(why, sizeof why, "cannot connect: %s", c->errstr[0] ? c->errstr : "failed");
+		char why[300];
+		const char *tls = redis_tls_error(r->tls);
+		snprintf(why, sizeof why, "cannot connect: %s",
+			 tls ? tls : c->errstr[0] ? c->errstr : "failed");
 		r->ac = NULL; /* hiredis frees it after this callback */
 		went_down(r, why);
 		return;
@@ -256,23 +263,46 @@ static void on_disconnect(const redisAsyncContext *c, int status)
 	struct sink_redis *r = c->data;
 	if (!r || r->ac != c)
 		return;
-	char why[160];
+	char why[300];
+	const char *tls = redis_tls_error(r->tls); /* the bridge knows better */
 	snprintf(why, sizeof why, "connection lost: %s",
-		 c->errstr[0] ? c->errstr : "closed by the server");
+		 tls ? tls : c->errstr[0] ? c->errstr : "closed by the server");
 	r->ac = NULL;
 	went_down(r, why);
 }
 
+/* rediss://: hiredis connects to a TLS bridge to addr (sinks/redis_tls.h). */
+static redisAsyncContext *connect_tls(struct sink_redis *r, const struct sockaddr_storage *addr,
+				      socklen_t len)
+{
+	char err[300];
+	r->tls = redis_tls_start(r->loop, r->tls_ctx, addr, len, r->host, err, sizeof err);
+	if (!r->tls) {
+		went_down(r, err);
+		return NULL;
+	}
+	redisAsyncContext *ac = redisAsyncConnectUnix(redis_tls_path(r->tls));
+	if (!ac)
+		went_down(r, "out of memory");
+	return ac;
+}
+
 /* Connect to an address already resolved (hiredis would otherwise call
  * getaddrinfo itself, on the loop). */
-static void connect_addr(struct sink_redis *r, const struct sockaddr_storage *addr)
+static void connect_addr(struct sink_redis *r, const struct sockaddr_storage *addr,
+			 socklen_t len)
 {
 	char ip[64];
-	if (kl_addr_text(addr, ip, sizeof ip) < 0) {
+	redisAsyncContext *ac;
+	if (r->tls_ctx) {
+		if (!(ac = connect_tls(r, addr, len)))
+			return;
+	} else if (kl_addr_text(addr, ip, sizeof ip) < 0) {
 		went_down(r, "cannot use the resolved address");
 		return;
+	} else {
+		ac = redisAsyncConnect(ip, r->port);
 	}
-	redisAsyncContext *ac = redisAsyncConnect(ip, r->port);
 	if (!ac) {
 		went_down(r, "out of memory");
 		return;
@@ -301,13 +331,12 @@ static void cannot_resolve(struct sink_redis *r, const char *what)
 static void on_resolved(void *ctx, int err, const struct sockaddr_storage *addr,
 			socklen_t len)
 {
-	(void)len;
 	struct sink_redis *r = ctx;
 	r->lookup = NULL; /* the lookup frees itself after this callback */
 	if (err)
 		cannot_resolve(r, gai_strerror(err));
 	else
-		connect_addr(r, addr);
+		connect_addr(r, addr, len);
 }
 
 /* A name is looked up off the loop (a DNS server that does not answer would
@@ -319,7 +348,7 @@ static void connect_now(struct sink_redis *r)
 	int rc = kl_lookup_start(r->loop, r->host, r->port, on_resolved, r, &r->lookup, &addr,
 				 &len);
 	if (rc == 1)
-		connect_addr(r, &addr);
+		connect_addr(r, &addr, len);
 	else if (rc < 0)
 		cannot_resolve(r, strerror(-rc));
 }
@@ -593,6 +622,14 @@ struct sink_redis *sink_redis_new(struct ev_loop *loop, const struct sink_redis_
 		sink_redis_free(r);
 		return NULL;
 	}
+	char err[300];
+	if (spec->tls &&
+	    !(r->tls_ctx = redis_tls_ctx_new(spec->tls_ca_file, !spec->tls_insecure, err,
+					     sizeof err))) {
+		kl_log(KL_LOG_ERROR, "redis %s:%u: %s", r->host, r->port, err);
+		sink_redis_free(r);
+		return NULL;
+	}
 	ev_init(&r->retry, on_retry);
 	r->retry.data = r;
 	ev_timer_init(&r->watchdog, on_watchdog, 1.0, 1.0);
@@ -628,6 +665,8 @@ void sink_redis_free(struct sink_redis *r)
 	r->ac = NULL;
 	if (ac)
 		redisAsyncFree(ac); /* pending callbacks see a forgotten context */
+	redis_tls_free(r->tls);
+	redis_tls_ctx_free(r->tls_ctx);
 	free(r->host);
 	if (r->password)
 		memset(r->password, 0, strlen(r->password));

@@ -188,6 +188,9 @@ struct sink_redis_spec {
 	const char *stream_key; /* NULL: no stream */
 	uint64_t stream_maxlen;
 	bool stream_events;	/* the stream takes events (else alert transitions) */
+	bool tls;		/* rediss:// (sinks/redis_tls.h) */
+	const char *tls_ca_file; /* NULL: the system's CAs */
+	bool tls_insecure;	/* `tls_verify: false`: any certificate, any name */
 };
 struct sink_redis_field {
 	const char *name;

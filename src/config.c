@@ -1707,9 +1707,9 @@ static void load_external_url(struct ctx *x, const struct kl_ynode *v)
 /* ------------------------------------------------------------------------- */
 /* redis (shared mode) */
 
-static const char *const redis_keys[] = { "url", "share", "password_file", "replica", "lease",
-					  "stream", NULL };
-enum { RK_URL, RK_SHARE, RK_PASSWORD_FILE, RK_REPLICA, RK_LEASE, RK_STREAM };
+static const char *const redis_keys[] = { "url",    "share",	"password_file", "replica", "lease",
+					  "stream", "ca_file", "tls_verify",	 NULL };
+enum { RK_URL, RK_SHARE, RK_PASSWORD_FILE, RK_REPLICA, RK_LEASE, RK_STREAM, RK_CA_FILE, RK_TLS };
 static const char *const stream_keys[] = { "key", "maxlen", "what", NULL };
 
 /* The password part of a URL is %-decoded (a '@' or ':' in it is written %40,
@@ -1742,18 +1742,15 @@ static int url_unescape(const char *s, size_t n, char *out, size_t cap)
 }
 
 /*
- * redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into r. NULL, or what is wrong
- * (never quoting the URL: it may hold a password).
+ * redis[s]://[[USER]:PASSWORD@]HOST[:PORT][/DB] into r. NULL, or what is
+ * wrong (never quoting the URL: it may hold a password).
  */
 static const char *redis_url_parse(const char *url, struct config_redis *r)
 {
-	if (starts_nocase(url, "rediss://"))
-		return "uses rediss:// (TLS), which this build cannot speak: Debian's hiredis 0.14 "
-		       "has no TLS support; use redis:// on a private network, or a TLS tunnel "
-		       "(stunnel, spiped) on loopback";
-	if (!starts_nocase(url, "redis://"))
-		return "must start with redis://";
-	const char *p = url + 8, *end = p + strlen(p);
+	r->tls = starts_nocase(url, "rediss://");
+	if (!r->tls && !starts_nocase(url, "redis://"))
+		return "must start with redis:// or rediss:// (TLS)";
+	const char *p = url + (r->tls ? 9 : 8), *end = p + strlen(p);
 	for (const char *q = url; *q; q++)
 		if ((unsigned char)*q <= 0x20 || *q == 0x7f)
 			return "contains a space or a control character";
@@ -1913,10 +1910,29 @@ static void redis_map(struct ctx *x, const struct kl_ynode *v)
 		case RK_STREAM:
 			redis_stream(x, r, e);
 			break;
+		case RK_CA_FILE:
+			free(r->tls_ca_file);
+			r->tls_ca_file = dup_str(x, e, "a file path", "ca_file");
+			if (r->tls_ca_file && access(r->tls_ca_file, R_OK) < 0)
+				config_error(x, e, "'ca_file' %s cannot be read: %s", r->tls_ca_file,
+					     strerror(errno));
+			break;
+		case RK_TLS: {
+			bool verify = true;
+			if (get_bool(x, e, "tls_verify", &verify))
+				r->tls_insecure = !verify;
+			break;
+		}
 		default:
 			break;
 		}
 	}
+	const struct kl_ynode *tls_key = kl_ymap_get(v, "ca_file");
+	if (!tls_key)
+		tls_key = kl_ymap_get(v, "tls_verify");
+	if (tls_key && !r->tls && r->host)
+		config_error(x, tls_key, "'ca_file' and 'tls_verify' in 'redis' are for a rediss:// "
+				     "URL (TLS); this one is redis://");
 }
 
 static void load_redis(struct ctx *x, const struct kl_ynode *v)
@@ -1933,7 +1949,7 @@ static void load_redis(struct ctx *x, const struct kl_ynode *v)
 	else
 		config_error(x, v,
 			     "expected a redis:// URL or a mapping {url, share, password_file, "
-			     "replica, lease, stream} for 'redis', found %s",
+			     "replica, lease, stream, ca_file, tls_verify} for 'redis', found %s",
 			     kind(v));
 }
 
@@ -2650,6 +2666,7 @@ void config_free(struct config *c)
 	free(c->redis.password);
 	free(c->redis.replica);
 	free(c->redis.stream_key);
+	free(c->redis.tls_ca_file);
 	for (size_t i = 0; i < c->nrotate; i++) {
 		free((char *)c->rotate[i].path);
 		free((char *)c->rotate[i].pidfile);

@@ -118,6 +118,9 @@ struct config_redis {
 	char *stream_key;    /* stream: key (NULL: no stream) */
 	uint64_t stream_maxlen; /* default 100000 */
 	bool stream_events;  /* what: events (else alerts: the transitions) */
+	bool tls;	     /* rediss:// */
+	char *tls_ca_file;   /* `ca_file:` (rediss://); NULL: the system's CAs */
+	bool tls_insecure;   /* `tls_verify: false` (rediss://) */
 	int line, col;
 };
 

@@ -207,6 +207,9 @@ static int open_redis(struct runtime *rt)
 		.stream_key = c->stream_key,
 		.stream_maxlen = c->stream_maxlen,
 		.stream_events = c->stream_events,
+		.tls = c->tls,
+		.tls_ca_file = c->tls_ca_file,
+		.tls_insecure = c->tls_insecure,
 	};
 	rt->cfg->sinks_spec.redis = &rt->redis_spec;
 	return 0;

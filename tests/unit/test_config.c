@@ -471,18 +471,36 @@ static void test_redis_config(void **state)
 	expect_ok(f, "redis: {url: 'redis://r', stream: {key: s}}\n", &c);
 	assert_int_equal(c->redis.stream_maxlen, 100000);
 	assert_false(c->redis.stream_events);
+	assert_false(c->redis.tls);
+	config_free(c);
+
+	/* rediss://: TLS, the system's CAs and the check unless told otherwise */
+	expect_ok(f, "redis: rediss://r:6380/1\n", &c);
+	assert_true(c->redis.tls);
+	assert_string_equal(c->redis.host, "r");
+	assert_int_equal(c->redis.port, 6380);
+	assert_int_equal(c->redis.db, 1);
+	assert_null(c->redis.tls_ca_file);
+	assert_false(c->redis.tls_insecure);
+	config_free(c);
+	expect_ok(f, "redis: {url: 'rediss://r', ca_file: /dev/null, tls_verify: false}\n", &c);
+	assert_string_equal(c->redis.tls_ca_file, "/dev/null");
+	assert_true(c->redis.tls_insecure);
 	config_free(c);
 }
 
 static void test_redis_errors(void **state)
 {
 	struct fx *f = *state;
-	expect_errors(f, "redis: rediss://r:6379\n",
-		      "1:8: invalid URL for 'redis': it uses rediss:// (TLS), which this build "
-		      "cannot speak: Debian's hiredis 0.14 has no TLS support; use redis:// on a "
-		      "private network, or a TLS tunnel (stunnel, spiped) on loopback\n");
 	expect_errors(f, "redis: http://r\n",
-		      "1:8: invalid URL for 'redis': it must start with redis://\n");
+		      "1:8: invalid URL for 'redis': it must start with redis:// or rediss:// "
+		      "(TLS)\n");
+	expect_errors(f, "redis: {url: 'redis://r', tls_verify: false}\n",
+		      "1:39: 'ca_file' and 'tls_verify' in 'redis' are for a rediss:// URL (TLS); "
+		      "this one is redis://\n");
+	expect_errors(f, "redis: {url: 'rediss://r', ca_file: /nonexistent/ca.crt}\n",
+		      "1:37: 'ca_file' /nonexistent/ca.crt cannot be read: No such file or "
+		      "directory\n");
 	expect_errors(f, "redis: redis://r:99999\n",
 		      "1:8: invalid URL for 'redis': it has a port that is not a number from 1 "
 		      "to 65535\n");
@@ -494,7 +512,7 @@ static void test_redis_errors(void **state)
 		      "redis://:PASSWORD@HOST)\n");
 	expect_errors(f, "redis: [a]\n",
 		      "1:8: expected a redis:// URL or a mapping {url, share, password_file, "
-		      "replica, lease, stream} for 'redis', found a list\n");
+		      "replica, lease, stream, ca_file, tls_verify} for 'redis', found a list\n");
 	expect_errors(f, "redis: {share: all}\n",
 		      "1:8: 'redis' needs a 'url' (e.g. url: redis://redis:6379/0)\n");
 	expect_errors(f, "redis:\n  url: redis://r\n  share: some\n",
@@ -513,7 +531,7 @@ static void test_redis_errors(void **state)
 		      "3:11: 'redis: stream' needs a 'key' (e.g. key: klaxon:events)\n");
 	expect_errors(f, "redis:\n  url: redis://r\n  tls: true\n",
 		      "3:3: unknown key 'tls' in 'redis'; expected one of: url, share, "
-		      "password_file, replica, lease, stream\n");
+		      "password_file, replica, lease, stream, ca_file, tls_verify\n");
 }
 
 static void test_rule_files(void **state)
