@@ -57,6 +57,10 @@ struct galert {
 	int64_t ends_us;
 	double value;
 	int64_t read_us; /* earliest line behind a change not notified yet, 0: none */
+	/* Resolved, in a message we stood down for (shared mode): kept, left out
+	 * of our messages and hashes, until the lease holder is known to have
+	 * told it (then forgotten) or not (then told with our next message). */
+	bool held;
 };
 
 struct group {
@@ -475,6 +479,7 @@ static void group_apply(struct group *g, const struct rules_transition *t,
 	a->nann = 0;
 	a->ann = annotations_of(t, &a->nann);
 	a->firing = firing;
+	a->held = false;
 	a->value = t->value;
 	a->starts_us = t->started_us;
 	a->ends_us = firing ? 0 : t->at_us;
@@ -617,6 +622,31 @@ static enum lease_step lease_step(struct policy *p, struct group *g)
 	return LEASE_WAIT;
 }
 
+static void forget_held(struct group *g)
+{
+	for (size_t i = 0; i < g->n;) {
+		if (g->alerts[i].held)
+			remove_alert(g, &g->alerts[i]);
+		else
+			i++;
+	}
+}
+
+/* Add the held resolutions to a message about to leave (a dead holder may
+ * not have told them; told twice rather than never). */
+static size_t add_held(struct group *g, struct notif_alert *as, size_t n, int64_t now)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		struct galert *a = &g->alerts[i];
+		if (!a->held || silenced_until(g->p, a, now) || inhibited(g->p, a))
+			continue;
+		as[n++] = (struct notif_alert){ false, a->labels, a->nlabels, a->ann, a->nann,
+						a->starts_us, a->ends_us, a->value, { 0 } };
+		memcpy(as[n - 1].fingerprint, a->fingerprint, sizeof a->fingerprint);
+	}
+	return n;
+}
+
 /* Send the group's message again as if it had changed (the lease decides). */
 static void resend(struct group *g)
 {
@@ -633,9 +663,14 @@ static void on_sent_mark(void *ctx, int status, uint64_t hash)
 	if (!g || status == -2)
 		return;
 	g->verify_wait = NULL;
-	/* Told by the holder, or overtaken by a newer message of ours. */
-	if ((status == 1 && hash == g->verify_hash) || g->last_hash != g->verify_hash)
+	if (status == 1 && hash == g->verify_hash) {
+		forget_held(g); /* the holder told them */
+		if (!g->n)
+			unlink_group(g->p, g);
 		return;
+	}
+	if (g->last_hash != g->verify_hash)
+		return; /* overtaken by a newer message of ours: its own check decides */
 	kl_log(KL_LOG_WARN, "notify: group %s: the replica holding its lease did not send its "
 			    "message; sending it from here",
 	       g->key);
@@ -688,8 +723,11 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	if (!as)
 		return;
 	g->recheck_us = 0;
+	bool stood_down = false;
 	for (size_t i = 0; i < g->n; i++) {
 		struct galert *a = &g->alerts[i];
+		if (a->held)
+			continue; /* not ours to tell unless the holder did not */
 		int64_t until = silenced_until(p, a, now);
 		if (until) {
 			silenced++;
@@ -718,12 +756,15 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 			free(as);
 			return;
 		}
-		if (step == LEASE_SEND)
-			send_group(p, g, as, n, now, false, read_us);
+		if (step == LEASE_SEND) {
+			send_group(p, g, as, add_held(g, as, n, now), now, false, read_us);
+			forget_held(g);
+		}
 		if (step == LEASE_SEND && p->redis)
 			sink_redis_mark_sent(p->redis, g->key, h);
 		else if (step == LEASE_STAND_DOWN)
 			arm_verify(p, g, h);
+		stood_down = step == LEASE_STAND_DOWN;
 		g->last_hash = h;
 		g->last_flush_us = now;
 		g->flushed_once = true;
@@ -739,12 +780,18 @@ static void flush(struct policy *p, struct group *g, int64_t now)
 	g->dirty = false;
 	for (size_t i = 0; i < g->n; i++)
 		g->alerts[i].read_us = 0; /* told, muted, or nothing new: paged or never */
-	/* Resolved alerts were told (or muted): forget them. */
+	/* Resolved alerts were told (or muted): forget them — or, told by the
+	 * lease holder we stood down for, hold them until we know it did. */
 	for (size_t i = 0; i < g->n;) {
-		if (!g->alerts[i].firing)
-			remove_alert(g, &g->alerts[i]);
-		else
+		struct galert *a = &g->alerts[i];
+		if (!a->firing && stood_down && !a->held) {
+			a->held = true;
 			i++;
+		} else if (!a->firing && !a->held) {
+			remove_alert(g, a);
+		} else {
+			i++;
+		}
 	}
 }
 

@@ -5,11 +5,11 @@ Each replica follows its own nginx log with its own state folder; all three
 share rule Errors5xx = ratio(status >= 500) > 5% over 1m, min_events 150,
 by path, `shared: true`, and one webhook receiver (the same URL).
 
-  union    /api: 100 lines on each replica, 4%, 6% and 8% of them 5xx. No
-           replica alone has a verdict (100 < min_events); the union (300
-           lines, 6%) crosses. Every replica sees it fire (the shared view),
-           and the receiver gets exactly one message, holding exactly one
-           alert. The stream holds the firing transition.
+  union    /api (and /e alike): 100 lines on each replica, 4%, 6% and 8%
+           of them 5xx. No replica alone has a verdict (100 < min_events);
+           the union (300 lines, 6%) crosses. Every replica sees it fire
+           (the shared view), and the receiver gets exactly one message,
+           holding the two alerts. The stream holds the firing transition.
   board    one line with status 418 on r1: TeapotLocal, an unshared rule
            (`for: 1h`: pending, never notified), is judged on r1 alone and
            shows on every replica's /alerts as r1's (the alert board); the
@@ -17,9 +17,11 @@ by path, `shared: true`, and one webhook receiver (the same URL).
            each /alerts is its own again; back, the board returns.
   handover the lease holder (the replica whose /metrics counts a lease won)
            is killed (SIGKILL), and at once /b crosses on the union of the
-           two others. They stand down while the dead holder's lease runs;
-           then, finding the message not marked sent, one of them sends it:
-           the next message arrives (from a survivor: the holder is dead),
+           two others while /e falls below (100 good lines each). They stand
+           down while the dead holder's lease runs; then, finding the message
+           not marked sent, one of them sends it, /e's resolution included
+           (held, not forgotten, while they stood down): the next message
+           arrives (from a survivor: the holder is dead),
            exactly one.
   alone    redis-server is stopped. Each survivor logs it once and goes on
            alone: /c crosses on each replica's own lines, and each one
@@ -191,6 +193,10 @@ def firing_paths(req):
     return sorted(a["labels"]["path"] for a in req.json()["alerts"] if a["status"] == "firing")
 
 
+def resolved_paths(req):
+    return sorted(a["labels"]["path"] for a in req.json()["alerts"] if a["status"] == "resolved")
+
+
 def messages(rv):
     return rv.accepted("/hook")
 
@@ -232,7 +238,8 @@ def board(reps):
         wait_for(lambda: teapots(r) == [("pending", "r1")], 30,
                  "%s's /alerts to show r1's pending TeapotLocal, once" % r.name)
     for r in reps:
-        shared = [a for a in r.alerts() if a["alert"] == "Errors5xx"]
+        shared = [a for a in r.alerts()
+                  if a["alert"] == "Errors5xx" and a["labels"].get("path") == "/api"]
         check([a.get("replica") for a in shared] == [r.name],
               "%s's /alerts lists the shared alert as %r, expected once, its own"
               % (r.name, [a.get("replica") for a in shared]))
@@ -256,8 +263,9 @@ def body():
         r.kl.wait_log("shared mode on", "replica %s to connect to Redis" % r.name)
 
     # ---- union: no replica alone, the three together
-    for r, errors in zip(reps, (4, 6, 8)):
-        r.lines("/api", 100, errors)
+    for r, errors in zip(reps, (4, 6, 8)):  # /e as /api, in the same write
+        append(r.access, [nginx_bytes(path, 503 if i < errors else 200)
+                          for path in ("/api", "/e") for i in range(100)])
     for r in reps:
         r.kl.wait_transition("Errors5xx", "firing", "%s to see /api fire on the union" % r.name,
                              deadline_s=60)
@@ -265,8 +273,8 @@ def body():
         check(abs(t["value"] - 0.06) < 1e-9, "%s: /api fired at %r, the union's share is 0.06"
               % (r.name, t["value"]))
     got = wait_messages(rv, reps, 1, "union")
-    check(firing_paths(got[0]) == ["/api"], "union: the message holds %r, expected one alert "
-          "(/api)" % firing_paths(got[0]))
+    check(firing_paths(got[0]) == ["/api", "/e"], "union: the message holds %r, expected "
+          "/api and /e" % firing_paths(got[0]))
     log("union: 3 replicas fired on 6% of 300 lines (each alone 100 lines, no verdict); "
         "1 message at the receiver")
     st = stream(redis)
@@ -286,14 +294,18 @@ def body():
     # At once: the survivors see the change while the dead holder's lease
     # still runs, stand down, and once it has run out find that the holder
     # never marked that message sent: one of them sends it.
+    # ... and /e resolves (100 more good lines on each): a resolution the
+    # dead holder never told, told with that message, not forgotten.
     for r in alive:
-        r.lines("/b", 100, 8)
+        append(r.access, [nginx_bytes("/b", 503 if i < 8 else 200) for i in range(100)]
+               + [nginx_bytes("/e") for _ in range(100)])
     for r in alive:
         r.kl.wait_transition("Errors5xx", "firing", "%s to see /b fire" % r.name, deadline_s=60,
                              pred=lambda t: t["labels"].get("path") == "/b")
     got = wait_messages(rv, alive, 2, "handover")
-    check(firing_paths(got[1]) == ["/api", "/b"], "handover: the message holds %r"
-          % firing_paths(got[1]))
+    check(firing_paths(got[1]) == ["/api", "/b"] and resolved_paths(got[1]) == ["/e"],
+          "handover: the message holds firing %r, resolved %r; expected /api and /b firing, /e "
+          "resolved" % (firing_paths(got[1]), resolved_paths(got[1])))
     new = [r.name for r in alive if (r.metric("klaxon_notify_leases_won_total") or 0) >= 1]
     check(len(new) == 1, "handover: %r say they won the lease, expected one survivor" % new)
     log("handover: %s sent the next message" % new[0])
