@@ -46,7 +46,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -56,6 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elib import (check, fail, free_port, log, main, skip, start, stop, tail,  # noqa: E402
                     tmpdir, wait_for, write, yaml_str, read_bytes)
 from receiver import Klaxon, Receiver, append, nginx_bytes  # noqa: E402
+from redislib import command as resp  # noqa: E402
 
 RULES = """\
 rules:
@@ -78,44 +78,6 @@ QUIET = 4.0   # seconds with nothing more expected (a duplicate would show)
 
 
 # ---------------------------------------------------------------- Redis
-
-
-def resp(port, *args, timeout=5.0):
-    """One command to redis on 127.0.0.1:port; the decoded answer."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(out)
-        f = s.makefile("rb")
-        return _read(f)
-    finally:
-        s.close()
-
-
-def _read(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("closed")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)[:-2]
-        return data
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read(f) for _ in range(n)]
-    raise RuntimeError("bad answer %r" % line)
 
 
 class Redis:

@@ -18,7 +18,6 @@ redis-server or openssl is missing, or redis-server was built without TLS.
 """
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2elib import (KLAXON, check, free_port, log, main, skip, start, stop, tail,  # noqa: E402
                     tmpdir, wait_for, write, yaml_str)
 from receiver import Klaxon, append, nginx_bytes  # noqa: E402
+from redislib import command  # noqa: E402
 
 RULES = """\
 rules:
@@ -58,35 +58,6 @@ def make_server_cert(d):
     write(os.path.join(d, "san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
-
-
-def resp_tls(port, cafile, *args):
-    """One command over TLS; the decoded answer (arrays and bulk strings)."""
-    ctx = ssl.create_default_context(cafile=cafile)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            return read_resp(s.makefile("rb"))
-
-
-def read_resp(f):
-    line = f.readline()
-    kind, rest = line[:1], line[1:-2]
-    if kind in (b"+", b"-"):
-        return rest.decode()
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        return None if n < 0 else f.read(n + 2)[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [read_resp(f) for _ in range(n)]
-    raise RuntimeError("bad answer %r" % line)
 
 
 def replica(d, name, port, extra):
@@ -134,7 +105,7 @@ def body():
     try:
         def ping():
             try:
-                return resp_tls(port, ca, "PING") == "PONG"
+                return command(port, "PING", cafile=ca) == "PONG"
             except (OSError, ssl.SSLError):
                 return False
         if not wait_for(lambda: ping() or proc.poll() is not None, 20, "redis-server (TLS)") \
@@ -163,7 +134,7 @@ def body():
         append(access, [nginx_bytes("/seq/%d" % i) for i in range(LINES)])
 
         def streamed():
-            entries = resp_tls(port, ca, "XRANGE", "tls:events", "-", "+") or []
+            entries = command(port, "XRANGE", "tls:events", "-", "+", cafile=ca) or []
             return entries if len(entries) >= LINES else None
         entries = wait_for(streamed, 30, "the %d events in the stream over TLS" % LINES)
         paths = []
@@ -186,7 +157,7 @@ def body():
         good.wait_log("connected again", "the trusted replica to reconnect over TLS",
                       deadline_s=60)
         append(access, [nginx_bytes("/again/%d" % i) for i in range(10)])
-        wait_for(lambda: resp_tls(port, ca, "XLEN", "tls:events") == 10, 30,
+        wait_for(lambda: command(port, "XLEN", "tls:events", cafile=ca) == 10, 30,
                  "the 10 lines after the restart in the new stream")
         log("Redis restarted: reconnected over TLS, the 10 new lines streamed")
         for k in (good, bad, loose):
