@@ -155,6 +155,7 @@ struct ingest_tail {
 	char *dir_pattern;  /* the pattern's directory part */
 	char *base_pattern; /* its last component */
 	bool dir_magic;	    /* the directory part is itself a glob */
+	bool base_magic;    /* the last component is a glob: its folder is listed */
 	struct ingest_tail_cbs cbs;
 	size_t max_line, chunk;
 	double stat_interval, glob_interval, rotate_wait;
@@ -175,6 +176,7 @@ struct ingest_tail {
 	bool dirs_missing; /* no directory of the pattern exists (yet) */
 	bool watch_failed; /* some watch could not be added: poll harder */
 	bool warned_watch;
+	bool denied; /* a folder of the pattern is closed to us (reported once) */
 
 	struct tfile *files;
 	char *ignored[IGNORED_MAX]; /* names already reported (first_report) */
@@ -919,13 +921,40 @@ static void watch_dir(struct ingest_tail *t, const char *dir)
 	t->dir_wds[t->ndirs++] = wd;
 }
 
-/* Watch every existing directory of the pattern; note when there is none. */
+/*
+ * A folder we may not enter (or list, when the file name is a glob) hides
+ * every file in it, and nothing else would say so: the files just never
+ * appear. Typical of a sidecar whose user the log volume's owner did not
+ * expect. Reported once when it starts and once when it ends.
+ */
+static bool dir_denied(struct ingest_tail *t, const char *dir, int stat_errno)
+{
+	int need = t->base_magic ? R_OK | X_OK : X_OK;
+	int e = stat_errno;
+	if (!e && faccessat(AT_FDCWD, dir, need, AT_EACCESS) < 0)
+		e = errno;
+	if (e != EACCES && e != EPERM)
+		return false;
+	if (!t->denied)
+		kl_log(KL_LOG_ERROR,
+		       "tail %s: the folder \"%s\" is closed to klaxon (uid %u, gid %u): %s; no file "
+		       "in it is followed until it may %s it (give this user, or a group it is in, "
+		       "read and search access; the compose stack's log-init service does)",
+		       t->pattern, dir, (unsigned)geteuid(), (unsigned)getegid(), strerror(e),
+		       t->base_magic ? "list and enter" : "enter");
+	return true;
+}
+
+/* Watch every existing directory of the pattern; note when there is none,
+ * and when one is closed to us. */
 static void watch_dirs(struct ingest_tail *t)
 {
-	bool found = false;
+	bool found = false, denied = false;
 	if (!t->dir_magic) {
 		struct stat st;
-		found = stat(t->dir_pattern, &st) == 0 && S_ISDIR(st.st_mode);
+		int rc = stat(t->dir_pattern, &st);
+		found = rc == 0 && S_ISDIR(st.st_mode);
+		denied = (found || rc < 0) && dir_denied(t, t->dir_pattern, rc < 0 ? errno : 0);
 		if (found && t->ifd >= 0)
 			watch_dir(t, t->dir_pattern);
 	} else {
@@ -936,12 +965,16 @@ static void watch_dirs(struct ingest_tail *t)
 				if (stat(g.gl_pathv[i], &st) < 0 || !S_ISDIR(st.st_mode))
 					continue;
 				found = true;
+				denied = dir_denied(t, g.gl_pathv[i], 0) || denied;
 				if (t->ifd >= 0)
 					watch_dir(t, g.gl_pathv[i]);
 			}
 		}
 		globfree(&g);
 	}
+	if (t->denied && !denied)
+		kl_log(KL_LOG_INFO, "tail %s: its folders are open to klaxon again", t->pattern);
+	t->denied = denied;
 	t->dirs_missing = !found;
 }
 
@@ -2251,6 +2284,7 @@ struct ingest_tail *ingest_tail_new(struct ev_loop *loop, const struct ingest_ta
 		t->base_pattern = kl_strndup(slash + 1, strlen(slash + 1));
 		t->dir_magic = has_magic(t->pattern, dlen);
 	}
+	t->base_magic = has_magic(t->base_pattern, strlen(t->base_pattern));
 	t->rbuf = malloc(t->chunk);
 	if (!t->dir_pattern || !t->base_pattern || !t->rbuf)
 		goto fail;

@@ -803,9 +803,15 @@ static void note_err(struct rotate *r, int rc)
 static void fail_action(struct rotate *r, const struct action *a, const char *what, int rc,
 			const char *why)
 {
-	char path[PATH_MAX];
-	report(r, ROTATE_FAILED, "error %s: %s: %s", path_of(a->rule, a->name, path, sizeof path),
-	       what, why && why[0] ? why : strerror(-rc));
+	char path[PATH_MAX], hint[160] = "";
+	/* A sidecar's user is often not the one the log folder was made for. */
+	if (rc == -EACCES || rc == -EPERM)
+		snprintf(hint, sizeof hint,
+			 " (klaxon runs as uid %u and must be able to write this file and its folder; "
+			 "the compose stack's log-init service sees to that)",
+			 (unsigned)geteuid());
+	report(r, ROTATE_FAILED, "error %s: %s: %s%s", path_of(a->rule, a->name, path, sizeof path),
+	       what, why && why[0] ? why : strerror(-rc), hint);
 	note_err(r, rc);
 }
 

@@ -5,19 +5,24 @@
      from exists in the repository; every named volume and secret it uses is
      declared; klaxon's service mounts the log volumes nginx, the app and
      PostgreSQL write (read-only except where the rotator writes), and every
-     path deploy/klaxon.yml reads lies inside one of klaxon's mounts.
+     path deploy/klaxon.yml reads lies inside one of klaxon's mounts; the
+     one-shot log-init service runs the installed deploy/log-init as root over
+     the folders klaxon mounts, before every service that writes them, and
+     the groups it counts on are added (klaxon: postgres's, web: klaxon's).
   2. deploy/Dockerfile: every COPY source exists; the entrypoint and command
      are `klaxon run -c /etc/klaxon/klaxon.yml`; the config it installs there is
-     deploy/klaxon.yml; it runs as a non-root user with a HEALTHCHECK on
-     /healthz and a volume for state_dir.
+     deploy/klaxon.yml; it runs as a non-root user (the uid log-init gives the
+     folders to) with a HEALTHCHECK on /healthz and a volume for state_dir.
   3. `meson install --destdir` puts in place what the image's runtime stage
-     copies: the binary, the man pages, klaxon.yml and the rule pack.
+     copies: the binary, the man pages, klaxon.yml, the rule pack and
+     log-init (identical to deploy/log-init, executable).
   4. deploy/klaxon.yml, with /run/secrets/ and /var/log/ mapped to the
      test's folders, passes `klaxon check` against the installed rule pack, and
      `klaxon run` with it starts, follows an nginx log written in the format of
      deploy/nginx.conf and prints the parsed event's alert pipeline without an
      error, then stops cleanly on SIGTERM.
   5. deploy/klaxon.service has the hardening the issue asks for.
+test_deploy_perms.py plays the stack's users with the real servers.
 """
 import os
 import re
@@ -101,8 +106,42 @@ def compose_checks():
           "its stdout and stderr" % logs)
     check(nginx_src and nginx_src[0] in logs,
           "klaxon's nginx source %s is not a file deploy/nginx.conf writes (%s)" % (nginx_src, logs))
+    log_init_checks(services, mounts)
     log("compose: %d services, klaxon mounts %s" % (len(services), sorted(mounts)))
     return k
+
+
+def log_init_defaults():
+    """The ids and folders deploy/log-init uses when compose sets none."""
+    text = read_bytes(os.path.join(DEPLOY, "log-init")).decode()
+    return dict(re.findall(r'^([A-Z_]+)=\$\{\1:-"?([^}"]*)"?\}$', text, re.M))
+
+
+def log_init_checks(services, mounts):
+    """The one-shot service that readies the volumes runs deploy/log-init as
+    root, over every folder klaxon writes or reads through a group, before any
+    service that writes there starts; the groups it counts on are added."""
+    li = services.get("log-init")
+    check(li, "compose: no log-init service")
+    check(str(li.get("user")).split(":")[0] in ("0", "root"), "compose: log-init does not run as root")
+    check(li.get("entrypoint") == ["/usr/libexec/klaxon/log-init"],
+          "compose: log-init's entrypoint is %r, not the installed deploy/log-init" % li.get("entrypoint"))
+    check(li.get("image") == services["klaxon"].get("image"), "compose: log-init runs another image than klaxon")
+    defaults = log_init_defaults()
+    li_mounts = {m.split(":")[1]: m.split(":")[0] for m in li.get("volumes", [])}
+    for key in ("NGINX_LOGS", "APP_LOGS", "PG_LOGS", "KLAXON_STATE"):
+        path = defaults.get(key)
+        check(path in li_mounts, "compose: log-init does not mount %s (%s)" % (path, key))
+        check(mounts.get(path, (None,))[0] == li_mounts[path],
+              "compose: log-init's %s is not the volume klaxon mounts there" % path)
+    for name in ("nginx", "web", "db", "klaxon"):
+        dep = (services[name].get("depends_on") or {}).get("log-init") or {}
+        check(dep.get("condition") == "service_completed_successfully",
+              "compose: %s does not wait for log-init to complete" % name)
+    check(defaults.get("POSTGRES_GID") in services["klaxon"].get("group_add", []),
+          "compose: klaxon is not in the group (%s) PostgreSQL's logs are readable by" % defaults.get("POSTGRES_GID"))
+    check(defaults.get("KLAXON_GID") in services["web"].get("group_add", []),
+          "compose: web is not in klaxon's group (%s), which owns the app's log folder" % defaults.get("KLAXON_GID"))
 
 
 def dockerfile_checks():
@@ -120,6 +159,9 @@ def dockerfile_checks():
     check('"run", "-c", "/etc/klaxon/klaxon.yml"' in cmd, "Dockerfile: CMD is not run -c /etc/klaxon/klaxon.yml")
     check("deploy/klaxon.yml /install/etc/klaxon/klaxon.yml" in text,
           "Dockerfile: /etc/klaxon/klaxon.yml is not deploy/klaxon.yml")
+    uid = re.search(r"useradd .*--uid (\d+) .*klaxon", text.replace("\\\n", " "))
+    check(uid and uid.group(1) == log_init_defaults().get("KLAXON_UID"),
+          "Dockerfile: klaxon's uid is not the one deploy/log-init gives the folders to")
     user = [l for l in lines if l.startswith("USER ")]
     check(user and user[-1].split()[1] not in ("root", "0"), "Dockerfile: runs as root")
     check(any(l.startswith("HEALTHCHECK") and "/healthz" in l for l in lines), "Dockerfile: no HEALTHCHECK on /healthz")
@@ -144,28 +186,40 @@ def install_checks(d):
     for rf in sorted(os.listdir(os.path.join(SRC, "examples", "rules"))):
         if rf.endswith(".yml"):
             want.append("etc/klaxon/rules/" + rf)
+    want.append("usr/libexec/klaxon/log-init")
     for w in want:
         check(os.path.isfile(os.path.join(dest, w)), "meson install: %s missing" % w)
+    init = os.path.join(dest, "usr/libexec/klaxon/log-init")
+    check(os.access(init, os.X_OK) and read_bytes(init) == read_bytes(os.path.join(DEPLOY, "log-init")),
+          "meson install: usr/libexec/klaxon/log-init is not deploy/log-init, executable")
     log("meson install: %d files the image copies are in place" % len(want))
     return dest
+
+
+SECRETS = (("slack_webhook_url", "http://127.0.0.1:9/slack"), ("pager_url", "http://127.0.0.1:9/hook"),
+           ("pager_hmac", "k3y"), ("pg_dsn", "host=127.0.0.1 port=9 dbname=x connect_timeout=1"))
+
+
+def deploy_config(root, rules_dir, port):
+    """deploy/klaxon.yml's text with its absolute paths moved under root (the
+    folders made, the secrets written), the rule pack read from rules_dir and
+    the HTTP server on port."""
+    for sub in ("run/secrets", "var/log/nginx", "var/log/app", "var/log/postgresql",
+                "var/lib/postgresql/data", "backups", "var/lib/klaxon"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    for name, val in SECRETS:
+        write(os.path.join(root, "run/secrets", name), val + "\n")
+    text = read_bytes(os.path.join(DEPLOY, "klaxon.yml")).decode()
+    for prefix in ("/run/secrets", "/var/log", "/var/lib/postgresql", "/var/lib/klaxon", "/backups"):
+        text = text.replace(prefix, root + prefix)
+    text = text.replace("rule_files: [rules/*.yml]", "rule_files: [%s/*.yml]" % rules_dir)
+    return text.replace("listen: 127.0.0.1:9731", "listen: 127.0.0.1:%d" % port)
 
 
 def run_config(d, dest, k):
     """deploy/klaxon.yml with its absolute paths moved under d."""
     root = os.path.join(d, "root")
-    for sub in ("run/secrets", "var/log/nginx", "var/log/app", "var/log/postgresql",
-                "var/lib/postgresql/data", "backups", "state"):
-        os.makedirs(os.path.join(root, sub), exist_ok=True)
-    for name, val in (("slack_webhook_url", "http://127.0.0.1:9/slack"), ("pager_url", "http://127.0.0.1:9/hook"),
-                      ("pager_hmac", "k3y"), ("pg_dsn", "host=127.0.0.1 port=9 dbname=x connect_timeout=1")):
-        write(os.path.join(root, "run/secrets", name), val + "\n")
-    text = read_bytes(os.path.join(DEPLOY, "klaxon.yml")).decode()
-    for prefix in ("/run/secrets", "/var/log", "/var/lib/postgresql", "/backups"):
-        text = text.replace(prefix, root + prefix)
-    text = text.replace("state_dir: /var/lib/klaxon", "state_dir: " + os.path.join(root, "state"))
-    text = text.replace("rule_files: [rules/*.yml]",
-                        "rule_files: [%s/etc/klaxon/rules/*.yml]" % dest)
-    text = text.replace("listen: 127.0.0.1:9731", "listen: 127.0.0.1:%d" % free_port())
+    text = deploy_config(root, os.path.join(dest, "etc/klaxon/rules"), free_port())
     cfg = os.path.join(d, "klaxon.yml")
     write(cfg, text)
     rc = subprocess.run([KLAXON, "check", "-c", cfg], capture_output=True, text=True)
