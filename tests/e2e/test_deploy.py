@@ -13,7 +13,8 @@
      are `klaxon run -c /etc/klaxon/klaxon.yml`; the config it installs there is
      deploy/klaxon.yml; it runs as a non-root user (the uid log-init gives the
      folders to) with a HEALTHCHECK on /healthz and a volume for state_dir.
-  3. `meson install --destdir` puts in place what the image's runtime stage
+  3. `meson dist` makes a tarball of the checkout that builds, and
+     `meson install --destdir` from it puts in place what the image's runtime stage
      copies: the binary, the man pages, klaxon.yml, the rule pack and
      log-init (identical to deploy/log-init, executable).
   4. deploy/klaxon.yml, with /run/secrets/ and /var/log/ mapped to the
@@ -24,11 +25,13 @@
   5. deploy/klaxon.service has the hardening the issue asks for.
 test_deploy_perms.py plays the stack's users with the real servers.
 """
+import glob
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tarfile
 
 import yaml
 
@@ -169,28 +172,57 @@ def dockerfile_checks():
     log("Dockerfile: two stages, non-root, healthcheck, entrypoint as the tests run it")
 
 
+def meson(argv, what, **kw):
+    rc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    check(rc.returncode == 0, "%s failed:\n%s%s" % (what, rc.stdout[-3000:], rc.stderr[-2000:]))
+    return rc.stdout
+
+
+def dist_tree(d):
+    """`meson dist` of the checkout, unpacked: the tree an installer builds
+    from. Outside a git checkout (a tarball's own tree) that tree itself."""
+    if subprocess.run(["git", "-C", SRC, "rev-parse", "--is-inside-work-tree"],
+                      capture_output=True).returncode != 0:
+        log("not a git checkout: meson dist left out, installing from the source tree")
+        return SRC
+    build = os.path.join(d, "dist-build")
+    meson(["meson", "setup", build, SRC, "-Dtests=false"], "meson setup (for dist)")
+    # the committed tree (--allow-dirty: a work in progress is not in it)
+    meson(["meson", "dist", "-C", build, "--no-tests", "--formats", "gztar", "--allow-dirty"], "meson dist")
+    tarballs = glob.glob(os.path.join(build, "meson-dist", "*.tar.gz"))
+    check(len(tarballs) == 1, "meson dist made %s" % tarballs)
+    out = os.path.join(d, "dist")
+    os.makedirs(out)
+    with tarfile.open(tarballs[0]) as tf:
+        names = tf.getnames()
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(out, filter="data")
+        else:
+            tf.extractall(out)   # Python before 3.11.4: our own tarball, trusted
+    tops = os.listdir(out)
+    check(len(tops) == 1, "the dist tarball holds %s at its top, not one folder" % tops)
+    log("meson dist: %s, %d entries" % (os.path.basename(tarballs[0]), len(names)))
+    return os.path.join(out, tops[0])
+
+
 def install_checks(d):
+    """Build from `meson dist`'s tarball and `meson install --destdir` it."""
+    src = dist_tree(d)
     build = os.path.join(d, "build")
     dest = os.path.join(d, "dest")
-    rc = subprocess.run(["meson", "setup", build, SRC, "--prefix=/usr", "--sysconfdir=/etc",
-                         "-Dtests=false"], capture_output=True, text=True)
-    check(rc.returncode == 0, "meson setup failed:\n%s%s" % (rc.stdout[-2000:], rc.stderr[-2000:]))
-    rc = subprocess.run(["ninja", "-C", build, "src/klaxon"], capture_output=True, text=True)
-    check(rc.returncode == 0, "ninja failed:\n%s" % rc.stdout[-3000:])
-    env = dict(os.environ, DESTDIR=dest)
-    rc = subprocess.run(["meson", "install", "-C", build, "--no-rebuild"], capture_output=True,
-                        text=True, env=env)
-    check(rc.returncode == 0, "meson install failed:\n%s%s" % (rc.stdout[-2000:], rc.stderr[-2000:]))
+    meson(["meson", "setup", build, src, "--prefix=/usr", "--sysconfdir=/etc", "-Dtests=false"], "meson setup")
+    meson(["ninja", "-C", build, "src/klaxon"], "ninja")
+    meson(["meson", "install", "-C", build, "--no-rebuild"], "meson install", env=dict(os.environ, DESTDIR=dest))
     want = ["usr/bin/klaxon", "usr/share/man/man1/klaxon.1", "usr/share/man/man5/klaxon.yml.5",
             "usr/share/man/man5/klaxon-rules.5", "etc/klaxon/klaxon.yml"]
-    for rf in sorted(os.listdir(os.path.join(SRC, "examples", "rules"))):
+    for rf in sorted(os.listdir(os.path.join(src, "examples", "rules"))):
         if rf.endswith(".yml"):
             want.append("etc/klaxon/rules/" + rf)
     want.append("usr/libexec/klaxon/log-init")
     for w in want:
         check(os.path.isfile(os.path.join(dest, w)), "meson install: %s missing" % w)
     init = os.path.join(dest, "usr/libexec/klaxon/log-init")
-    check(os.access(init, os.X_OK) and read_bytes(init) == read_bytes(os.path.join(DEPLOY, "log-init")),
+    check(os.access(init, os.X_OK) and read_bytes(init) == read_bytes(os.path.join(src, "deploy", "log-init")),
           "meson install: usr/libexec/klaxon/log-init is not deploy/log-init, executable")
     log("meson install: %d files the image copies are in place" % len(want))
     return dest
