@@ -4,21 +4,28 @@
 In deploy/docker-compose.yml klaxon runs as uid 10001 beside servers that run
 as other users: nginx's master as root and its workers as nginx's user,
 PostgreSQL as postgres, the app as whatever its image says. Docker cannot run
-here, so this test plays those users with the real servers and runs
-deploy/log-init and deploy/klaxon.yml as the compose file does:
+here, so this test plays those users with the real servers (nginx, PostgreSQL,
+redis-server on loopback) and runs deploy/log-init and deploy/klaxon.yml as
+the compose file does, the config's hosts (web, db, redis) pointed at them:
 
   1. nginx (master root, workers `nobody`, deploy/nginx.conf's log format and
      file names) starts in a root-owned folder, as in a new volume, and makes
-     its logs root's, 0644. `klaxon rotate` as uid 10001 must fail there, and
-     say which file and why: the problem log-init exists for.
-  2. deploy/log-init, as root, over that folder and new ones for the app, the
-     PostgreSQL logs and klaxon's state (the postgres ids are this machine's).
+     its logs root's, 0644. As uid 10001, `klaxon rotate` must fail there and
+     say which file, why and what klaxon needs; and with the 0700 folder
+     PostgreSQL makes for a missing log_directory, `klaxon run` must say the
+     folder is closed to it and /healthz must answer 503 naming it.
+  2. deploy/log-init, as root, twice (the second run changes nothing), over
+     those folders and new ones for the app and klaxon's state (the postgres
+     ids are this machine's): the owners and modes it promises.
   3. PostgreSQL starts as postgres with the -c options of the compose file's
-     `db` command (log_directory moved here); the app logs through
-     deploy/django_logging.py's LOGGING (WatchedFileHandler) as uid 10002 in
-     klaxon's group (web's group_add); `klaxon run` starts as uid 10001 with
-     the postgres group (klaxon's group_add) on deploy/klaxon.yml, its paths
-     moved here and its rotation sizes and intervals shrunk.
+     `db` command (log_directory moved here), with klaxon's role as
+     deploy/README.md creates it and a gzipped pg_dump in the backups folder;
+     the app logs through deploy/django_logging.py's LOGGING
+     (WatchedFileHandler) as uid 10002 in klaxon's group (web's group_add);
+     `klaxon run` starts as uid 10001 with the postgres group (klaxon's
+     group_add) on deploy/klaxon.yml, its paths moved here, its rotation
+     sizes, intervals and the backup probe's interval shrunk. /healthz
+     answers 200 and every probe of the config reports up (the backup intact).
   4. Requests, app records and a slow statement: klaxon counts every line of
      the three logs (its /metrics), copies-and-truncates nginx's log and
      renames the app's, and gzips the generations; nginx then reopens its logs
@@ -27,7 +34,8 @@ deploy/log-init and deploy/klaxon.yml as the compose file does:
      (live files plus generations, gzipped or not), klaxon read them all, and
      no rotation failed.
 
-Skips (77) unless root, with nginx, PostgreSQL's server, psql and setpriv.
+Skips (77) unless root, with nginx, PostgreSQL's server, psql, redis-server
+and setpriv.
 """
 import glob
 import gzip
@@ -38,6 +46,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 
 import yaml
@@ -46,11 +56,13 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib  # noqa: E402
 from e2elib import KLAXON, check, free_port, log, main, read_bytes, run, skip, start, stop, tail, tmpdir, wait_for, write  # noqa: E402
+import probelib  # noqa: E402
 from test_deploy import DEPLOY, SRC, deploy_config, log_init_defaults  # noqa: E402
 from test_nginx_live import Client, nginx_binary  # noqa: E402
 from test_postgres_live import Clients, Cluster  # noqa: E402
 
 APP_UID = 10002          # the app image's user, a stranger to klaxon
+PG_PASSWORD = "e2e-klaxon-role"
 ROTATE_AT = 16 * 1024    # bytes: a few hundred lines of each log
 
 
@@ -95,6 +107,7 @@ http {
         listen 127.0.0.1:%(port)d;
         location = /ok   { return 200 "ok\\n"; }
         location = /fail { return 503; }
+        location = /healthz { access_log off; return 200 "ok\\n"; }   # the `web` probe's
     }
 }
 """ % {"p": prefix, "logs": logs, "fmt": fmt, "access": access, "error": error,
@@ -150,6 +163,14 @@ class App:
         self.written += n
 
 
+def healthz(port):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def metric(port, name, source):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
         text = r.read().decode()
@@ -176,128 +197,227 @@ def mode_of(path):
     return st.st_uid, st.st_gid, st.st_mode & 0o7777
 
 
-def closed_pg_folder(d, cfg, pg_logs, cl, kuid, kgid):
-    """PostgreSQL makes a missing log_directory 0700: klaxon must say that it
-    cannot see in, rather than wait in silence for files that never appear."""
-    os.chown(pg_logs, cl.uid, cl.gid)
-    os.chmod(pg_logs, 0o700)
-    state = os.path.join(d, "control-state")
+class Stack:
+    """The stack's servers on loopback, each as its compose user, and
+    deploy/klaxon.yml pointed at them."""
+
+    def __init__(self, d):
+        self.d = d
+        defaults = log_init_defaults()
+        self.kuid, self.kgid = int(defaults["KLAXON_UID"]), int(defaults["KLAXON_GID"])
+        self.root = os.path.join(d, "root")
+        self.nginx_logs = os.path.join(self.root, "var/log/nginx")
+        self.app_logs = os.path.join(self.root, "var/log/app")
+        self.pg_logs = os.path.join(self.root, "var/log/postgresql")
+        self.port, self.nport, self.rport = free_port(), free_port(), free_port()
+        self.binary = os.path.join(d, "klaxon")
+        shutil.copy(KLAXON, self.binary)  # the checkout may be closed to other users
+        os.chmod(self.binary, 0o755)
+        self.cl = Cluster(os.path.join(d, "pg"))
+        self.clients = Clients(self.cl)
+        self.cfg = self.write_config()
+        self.sent = 0
+
+    def write_config(self):
+        """deploy/klaxon.yml under root: the compose hosts are loopback ports,
+        rotation is due after a few hundred lines, and a jsonl sink keeps the
+        events (the probes' results among them)."""
+        rules = os.path.join(self.d, "rules")
+        os.makedirs(os.path.join(self.d, "out"))   # klaxon's own: the events sink writes there
+        os.chown(os.path.join(self.d, "out"), self.kuid, self.kgid)
+        shutil.copytree(os.path.join(SRC, "examples", "rules"), rules, ignore=shutil.ignore_patterns("tests"))
+        text = deploy_config(self.root, rules, self.port)
+        for old, new in (("rotate_interval: 1m", "rotate_interval: 1s"),
+                         ("max_size: 500MB", "max_size: %d" % ROTATE_AT),
+                         ("max_size: 200MB", "max_size: %d" % ROTATE_AT),
+                         ("compress_after: 1h", "compress_after: 1s"),
+                         # a gzip verdict rides on the check after the one that started it
+                         ("daily_*.sql.gz', interval: 5m", "daily_*.sql.gz', interval: 1s"),
+                         ("http://web:8000/healthz", "http://127.0.0.1:%d/healthz" % self.nport),
+                         ("redis: 'redis://redis:6379/0'", "redis: 'redis://127.0.0.1:%d/0'" % self.rport),
+                         ("  - {name: console, type: stdout}\n",
+                          "  - {name: console, type: stdout}\n  - {name: events, type: jsonl, path: %s, what: events}\n"
+                          % os.path.join(self.d, "out", "events.jsonl"))):
+            check(old in text, "deploy/klaxon.yml no longer says %r" % old)
+            text = text.replace(old, new)
+        write(os.path.join(self.root, "run/secrets/pg_dsn"),
+              "host=127.0.0.1 port=%d user=klaxon password=%s dbname=postgres connect_timeout=5\n"
+              % (self.cl.port, PG_PASSWORD))
+        for p in glob.glob(os.path.join(self.root, "run/secrets/*")):
+            os.chown(p, self.kuid, self.kgid)   # compose gives the secrets to the service's user
+            os.chmod(p, 0o400)
+        shutil.rmtree(os.path.join(self.root, "var/lib/klaxon"))   # log-init makes it, as for a new volume
+        cfg = os.path.join(self.d, "klaxon.yml")
+        write(cfg, text)
+        return cfg
+
+    def klaxon(self, *args, groups=()):
+        return as_user(self.kuid, self.kgid, [self.kgid] + list(groups), [self.binary] + list(args))
+
+    # --- the servers
+    def start_redis(self):
+        redis = shutil.which("redis-server") or skip("redis-server is not installed")
+        start([redis, "--port", str(self.rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", self.d], stdout=os.path.join(self.d, "redis.out"))
+
+    def start_nginx(self):
+        """nginx in a new volume: its master makes the logs root's."""
+        nginx = nginx_binary()
+        self.prefix = os.path.join(self.d, "nginx")
+        os.makedirs(self.prefix)
+        conf_text, self.access_name = nginx_conf(self.prefix, self.nginx_logs, self.nport, nginx)
+        conf = os.path.join(self.prefix, "nginx.conf")
+        write(conf, conf_text)
+        err = os.path.join(self.d, "nginx.err")
+        ng = start([nginx, "-p", self.prefix, "-e", os.path.join(self.prefix, "startup.log"), "-c", conf,
+                    "-g", "daemon off;"], stdout=os.path.join(self.d, "nginx.out"), stderr=err)
+        self.access = os.path.join(self.nginx_logs, self.access_name)
+        self.client = Client(self.nport)
+        wait_for(lambda: self.healthy_nginx(), 20, "nginx to answer on 127.0.0.1:%d" % self.nport,
+                 proc=ng, proc_log=err)
+
+    def healthy_nginx(self):
+        try:
+            return self.client.get("/healthz") == 200    # not logged
+        except OSError:
+            return False
+
+    def requests(self, n):
+        for i in range(n):
+            self.client.get("/fail" if i % 10 == 0 else "/ok")
+        self.sent += n
+
+    def start_postgres(self):
+        """With the -c options of the compose file's db command; klaxon's role
+        as deploy/README.md creates it; a dump in the backups folder as the
+        maintenance guide's cron job makes one."""
+        cl = self.cl
+        opts = pg_options(self.pg_logs)
+        cl.start(self.pg_logs, opts["log_line_prefix"], extra=opts.items())
+        wait_for(lambda: glob.glob(os.path.join(self.pg_logs, "*.log")) and
+                 self.clients.sql("SELECT 1", conninfo=cl.super_conninfo(), ok=False)[0] == 0, 60,
+                 "PostgreSQL to start", proc=cl.proc, proc_log=cl.out + ".err")
+        self.clients.sql("CREATE ROLE klaxon LOGIN PASSWORD '%s' IN ROLE pg_monitor" % PG_PASSWORD,
+                         conninfo=cl.super_conninfo())
+        dump = subprocess.run(cl.as_pg([os.path.join(cl.bindir, "pg_dump"), cl.super_conninfo()]),
+                              capture_output=True, timeout=60)
+        check(dump.returncode == 0 and b"PostgreSQL database dump" in dump.stdout,
+              "pg_dump failed: %s" % dump.stderr[-500:])
+        with gzip.open(os.path.join(self.root, "backups", time.strftime("daily_%Y%m%d.sql.gz")), "wb") as f:
+            f.write(dump.stdout)
+
+    def pg_files(self):
+        return glob.glob(os.path.join(self.pg_logs, "*.log"))
+
+    # --- klaxon
+    def metric(self, name, source):
+        return metric(self.port, name, source)
+
+    def log_init(self):
+        """deploy/log-init as compose runs it, with this machine's postgres ids;
+        twice, the second time changing nothing."""
+        env = dict(os.environ, NGINX_LOGS=self.nginx_logs, APP_LOGS=self.app_logs, PG_LOGS=self.pg_logs,
+                   KLAXON_STATE=os.path.join(self.root, "var/lib/klaxon"),
+                   POSTGRES_UID=str(self.cl.uid), POSTGRES_GID=str(self.cl.gid))
+        rc, out, err = run([os.path.join(DEPLOY, "log-init")], env=env)
+        check(rc == 0, "deploy/log-init failed (exit %d):\n%s%s" % (rc, out, err))
+        rc2, out2, err2 = run([os.path.join(DEPLOY, "log-init")], env=env)
+        check(rc2 == 0 and out2 == out, "deploy/log-init run again did not do the same:\n%s%s" % (out2, err2))
+        log(out.decode().strip().replace("\n", "; ").replace(self.root, "ROOT"))
+        k = (self.kuid, self.kgid)
+        for path, want in ((self.access, k + (0o664,)), (self.nginx_logs, k + (0o2775,)),
+                           (self.app_logs, k + (0o2775,)), (self.pg_logs, (self.cl.uid, self.cl.gid, 0o2750)),
+                           (os.path.join(self.root, "var/lib/klaxon"), k + (0o750,))):
+            check(mode_of(path) == want, "after log-init %s is %s, not %s" % (path, mode_of(path), want))
+
+
+def without_log_init(st):
+    """What klaxon meets in new volumes: nginx's log root's 0644, and the
+    0700 folder PostgreSQL makes for a missing log_directory. It must fail
+    and say which uid needs what, not wait in silence."""
+    rc, out, err = run(st.klaxon("rotate", "-c", st.cfg))
+    err = (out + err).decode("utf-8", "replace")   # actions on stdout, the summary on stderr
+    check(rc != 0 and "Permission denied" in err and st.access in err and "must be able to write" in err,
+          "klaxon rotate as uid %d on nginx's root-owned log: exit %d, and no 'Permission denied' naming %s:\n%s"
+          % (st.kuid, rc, st.access, tail(err)))
+    log("without log-init: " + [l for l in err.splitlines() if "Permission denied" in l][0].strip())
+
+    os.chown(st.pg_logs, st.cl.uid, st.cl.gid)
+    os.chmod(st.pg_logs, 0o700)
+    state = os.path.join(st.d, "control-state")
     os.makedirs(state)
-    os.chown(state, kuid, kgid)
-    text = read_bytes(cfg).decode()
-    control = os.path.join(d, "control.yml")
-    write(control, re.sub(r"^state_dir: .*$", "state_dir: " + state, text, flags=re.M))
-    err = os.path.join(d, "control.err")
-    p = start(as_user(kuid, kgid, [kgid], [os.path.join(d, "klaxon"), "run", "-c", control]),
-              stdout=os.path.join(d, "control.out"), stderr=err)
-    want = ('the folder "%s" is closed to klaxon (uid %d, gid %d): Permission denied' % (pg_logs, kuid, kgid)).encode()
+    os.chown(state, st.kuid, st.kgid)
+    control = os.path.join(st.d, "control.yml")
+    write(control, re.sub(r"^state_dir: .*$", "state_dir: " + state, read_bytes(st.cfg).decode(), flags=re.M))
+    err = os.path.join(st.d, "control.err")
+    p = start(st.klaxon("run", "-c", control), stdout=os.path.join(st.d, "control.out"), stderr=err)
+    want = ('the folder "%s" is closed to klaxon (uid %d, gid %d): Permission denied'
+            % (st.pg_logs, st.kuid, st.kgid)).encode()
     wait_for(lambda: want in read_bytes(err), 30, "klaxon to say it cannot enter PostgreSQL's 0700 log folder",
              proc=p, proc_log=err)
+    wait_for(lambda: healthz(st.port)[0] != 0, 10, "klaxon's /healthz to answer", proc=p, proc_log=err)
+    code, text = healthz(st.port)
+    check(code == 503 and st.pg_logs in text, "/healthz with PostgreSQL's folder closed: %d %r" % (code, text))
     stop(p, timeout=15)
     log("without log-init: " + [l for l in read_bytes(err).decode().splitlines() if "is closed" in l][0])
+    log("without log-init: /healthz %d: %s" % (code, text.strip()))
+
+
+def probes_live(st, w):
+    """Every probe of deploy/klaxon.yml reaches its real server."""
+    want = {"web": "status", "disk": "free_pct", "db": "max_connections", "redis": "used_memory",
+            "host": "mem_used_pct", "backups": "intact"}
+
+    def results():   # the last result of each with its field (a gzip verdict comes a check later)
+        return {n: w.last_event(n, lambda r, f=f: f in r) for n, f in want.items()}
+
+    def all_up():
+        return all((r or {}).get("up") == 1 for r in results().values())
+    try:
+        wait_for(all_up, 30, "every probe of deploy/klaxon.yml to report up with its fields")
+    except e2elib.Failure:
+        log("the probes' last results: %s" % results())
+        raise
+    last = results()
+    check(last["backups"]["intact"] == 1, "the backup probe finds the dump damaged: %s" % last["backups"])
+    log("probes up: " + ", ".join("%s %s=%s" % (n, f, last[n][f]) for n, f in want.items()))
 
 
 def body():
     nobody = require()
-    nginx = nginx_binary()
     d = tmpdir("klaxon-deploy-perms")
     os.chmod(d, 0o755)
-    defaults = log_init_defaults()
-    kuid, kgid = int(defaults["KLAXON_UID"]), int(defaults["KLAXON_GID"])
+    st = Stack(d)
+    st.start_redis()
 
-    # deploy/klaxon.yml, moved under d; rotation due after a few hundred lines
-    root = os.path.join(d, "root")
-    port = free_port()
-    rules = os.path.join(d, "rules")
-    shutil.copytree(os.path.join(SRC, "examples", "rules"), rules, ignore=shutil.ignore_patterns("tests"))
-    text = deploy_config(root, rules, port)
-    for old, new in (("rotate_interval: 1m", "rotate_interval: 1s"), ("max_size: 500MB", "max_size: %d" % ROTATE_AT),
-                     ("max_size: 200MB", "max_size: %d" % ROTATE_AT), ("compress_after: 1h", "compress_after: 1s")):
-        check(old in text, "deploy/klaxon.yml no longer says %r" % old)
-        text = text.replace(old, new)
-    cfg = os.path.join(d, "klaxon.yml")
-    write(cfg, text)
-    for p in glob.glob(os.path.join(root, "run/secrets/*")):
-        os.chown(p, kuid, kgid)           # compose gives the secrets to the service's user
-        os.chmod(p, 0o400)
-    shutil.rmtree(os.path.join(root, "var/lib/klaxon"))   # log-init makes it, as for a new volume
-    binary = os.path.join(d, "klaxon")
-    shutil.copy(KLAXON, binary)           # the checkout may be closed to other users
-    os.chmod(binary, 0o755)
-    nginx_logs, app_logs = os.path.join(root, "var/log/nginx"), os.path.join(root, "var/log/app")
-    pg_logs = os.path.join(root, "var/log/postgresql")
+    # 1. new volumes: klaxon cannot do its job, and says so
+    st.start_nginx()
+    st.requests(ROTATE_AT // 100)            # past max_size
+    check(mode_of(st.access)[0] == 0, "nginx's master did not make %s root's: %s" % (st.access, mode_of(st.access)))
+    without_log_init(st)
 
-    # 1. nginx in a new volume: its master makes the logs root's
-    prefix = os.path.join(d, "nginx")
-    os.makedirs(prefix)
-    conf_text, access_name = nginx_conf(prefix, nginx_logs, free_port(), nginx)
-    conf = os.path.join(prefix, "nginx.conf")
-    write(conf, conf_text)
-    nport = int(re.search(r"listen 127.0.0.1:(\d+)", conf_text).group(1))
-    ng = start([nginx, "-p", prefix, "-e", os.path.join(prefix, "startup.log"), "-c", conf, "-g", "daemon off;"],
-               stdout=os.path.join(d, "nginx.out"), stderr=os.path.join(d, "nginx.err"))
-    access = os.path.join(nginx_logs, access_name)
-    client = Client(nport)
-
-    def up():
-        try:
-            return client.get("/ok") == 200
-        except OSError:
-            return False
-    wait_for(up, 20, "nginx to answer on 127.0.0.1:%d" % nport, proc=ng, proc_log=os.path.join(d, "nginx.err"))
-    sent = 1
-
-    def requests(n):
-        nonlocal sent
-        for i in range(n):
-            client.get("/fail" if i % 10 == 0 else "/ok")
-        sent += n
-
-    requests(ROTATE_AT // 100)            # past max_size
-    check(mode_of(access)[0] == 0, "nginx's master did not make %s root's: %s" % (access, mode_of(access)))
-    rc, out, err = run(as_user(kuid, kgid, [kgid], [binary, "rotate", "-c", cfg]))
-    err = (out + err).decode("utf-8", "replace")   # actions on stdout, the summary on stderr
-    check(rc != 0 and "Permission denied" in err and access in err and "must be able to write" in err,
-          "klaxon rotate as uid %d on nginx's root-owned log: exit %d, and no 'Permission denied' naming %s:\n%s"
-          % (kuid, rc, access, tail(err)))
-    log("without log-init: klaxon (uid %d) cannot rotate nginx's log: %s"
-        % (kuid, [l for l in err.splitlines() if "Permission denied" in l][0].strip()))
-    cl = Cluster(os.path.join(d, "pg"))
-    closed_pg_folder(d, cfg, pg_logs, cl, kuid, kgid)
-
-    # 2. log-init, as compose runs it, with this machine's postgres ids
-    env = dict(os.environ, NGINX_LOGS=nginx_logs, APP_LOGS=app_logs, PG_LOGS=pg_logs,
-               KLAXON_STATE=os.path.join(root, "var/lib/klaxon"),
-               POSTGRES_UID=str(cl.uid), POSTGRES_GID=str(cl.gid))
-    rc, out, err = run([os.path.join(DEPLOY, "log-init")], env=env)
-    check(rc == 0, "deploy/log-init failed (exit %d):\n%s%s" % (rc, out, err))
-    rc2, out2, err2 = run([os.path.join(DEPLOY, "log-init")], env=env)
-    check(rc2 == 0 and out2 == out, "deploy/log-init run again did not do the same:\n%s%s" % (out2, err2))
-    log(out.decode().strip().replace("\n", "; ").replace(root, "ROOT"))
-    check(mode_of(access) == (kuid, kgid, 0o664), "after log-init %s is %s" % (access, mode_of(access)))
-    check(mode_of(nginx_logs) == (kuid, kgid, 0o2775), "after log-init nginx's folder is %s" % (mode_of(nginx_logs),))
-    check(mode_of(pg_logs) == (cl.uid, cl.gid, 0o2750), "after log-init the PostgreSQL folder is %s" % (mode_of(pg_logs),))
+    # 2. log-init
+    st.log_init()
 
     # 3. the servers and klaxon, each as its compose user
-    cl.start(pg_logs, pg_options(pg_logs)["log_line_prefix"], extra=pg_options(pg_logs).items())
-    clients = Clients(cl)
-    wait_for(lambda: glob.glob(os.path.join(pg_logs, "*.log")) and
-             clients.sql("SELECT 1", conninfo=cl.super_conninfo(), ok=False)[0] == 0, 60,
-             "PostgreSQL to start", proc=cl.proc, proc_log=cl.out + ".err")
-    app = App(d, app_logs, kgid)
+    st.start_postgres()
+    app = App(d, st.app_logs, st.kgid)
     app.write(1)
     kout, kerr = os.path.join(d, "klaxon.out"), os.path.join(d, "klaxon.err")
-    kl = start(as_user(kuid, kgid, [kgid, cl.gid], [binary, "run", "-c", cfg]), stdout=kout, stderr=kerr)
+    kl = start(st.klaxon("run", "-c", st.cfg, groups=[st.cl.gid]), stdout=kout, stderr=kerr)
     wait_for(lambda: read_bytes(kerr).count(b"following") >= 3, 30, "klaxon to follow the three logs",
              proc=kl, proc_log=kerr)
     # `from: end`: what the logs held when klaxon opened them is not its to read
     # (PostgreSQL is quiet between its start-up lines and the test's statement)
-    start_lines = {"nginx": lines_on_disk(access), "app": app.written,
-                   "postgres": lines_on_disk(os.path.join(pg_logs, "*.log"))}
+    start_lines = {"nginx": lines_on_disk(st.access), "app": app.written,
+                   "postgres": lines_on_disk(os.path.join(st.pg_logs, "*.log"))}
+    code, text = healthz(st.port)
+    check(code == 200, "/healthz after log-init: %d %r" % (code, text))
+    probes_live(st, probelib.Watch(os.path.join(d, "out"), kout))
 
     def read_all(what):
-        wait_for(lambda: metric(port, "klaxon_source_lines_total", "nginx") == sent - start_lines["nginx"] and
-                 metric(port, "klaxon_source_lines_total", "app") == app.written - start_lines["app"], 30,
+        wait_for(lambda: st.metric("klaxon_source_lines_total", "nginx") == st.sent - start_lines["nginx"] and
+                 st.metric("klaxon_source_lines_total", "app") == app.written - start_lines["app"], 30,
                  "klaxon to read every line (%s)" % what, proc=kl, proc_log=kerr)
 
     def rotated(live, n, what):
@@ -305,50 +425,50 @@ def body():
                  "%s: %d gzipped generation(s) of %s" % (what, n, live), proc=kl, proc_log=kerr)
 
     # 4. traffic, rotation, a reopen, rotation again
-    requests(ROTATE_AT // 100)
+    app_log = os.path.join(st.app_logs, "app.log")
+    st.requests(ROTATE_AT // 100)
     app.write(ROTATE_AT // 60)
-    clients.sql("SELECT pg_sleep(1.1)", conninfo=cl.super_conninfo())
+    st.clients.sql("SELECT pg_sleep(1.1)", conninfo=st.cl.super_conninfo())
     read_all("first batch")
-    rotated(access, 1, "copytruncate")
-    rotated(os.path.join(app_logs, "app.log"), 1, "rename")
-    new_app = os.path.join(app_logs, "app.log")
+    rotated(st.access, 1, "copytruncate")
+    rotated(app_log, 1, "rename")
     app.write(5)                          # the handler makes a new app.log
-    check(mode_of(new_app)[:2] == (APP_UID, kgid),
-          "the app's new log is %s, not the app's in klaxon's group" % (mode_of(new_app),))
+    check(mode_of(app_log)[:2] == (APP_UID, st.kgid),
+          "the app's new log is %s, not the app's in klaxon's group" % (mode_of(app_log),))
 
-    os.kill(int(read_bytes(os.path.join(prefix, "nginx.pid"))), signal.SIGUSR1)
-    wait_for(lambda: mode_of(access)[0] == nobody, 20, "nginx's reopen to give %s to its worker user" % access)
-    log("after nginx's reopen %s is uid %d's, group %d, mode %o" % ((access_name,) + mode_of(access)))
-    requests(ROTATE_AT // 100)
+    os.kill(int(read_bytes(os.path.join(st.prefix, "nginx.pid"))), signal.SIGUSR1)
+    wait_for(lambda: mode_of(st.access)[0] == nobody, 20, "nginx's reopen to give %s to its worker user" % st.access)
+    log("after nginx's reopen %s is uid %d's, group %d, mode %o" % ((st.access_name,) + mode_of(st.access)))
+    st.requests(ROTATE_AT // 100)
     app.write(ROTATE_AT // 60)
     read_all("after the reopen")
-    rotated(access, 2, "copytruncate after the reopen")
-    rotated(os.path.join(app_logs, "app.log"), 2, "rename, second time")
+    rotated(st.access, 2, "copytruncate after the reopen")
+    rotated(app_log, 2, "rename, second time")
     read_all("the end")
 
-    pg_files = glob.glob(os.path.join(pg_logs, "*.log"))
-    check(pg_files and all(mode_of(p)[1:] == (cl.gid, 0o640) for p in pg_files),
+    # 5. PostgreSQL's log, read through the group; every line on disk once
+    pg_files = st.pg_files()
+    check(pg_files and all(mode_of(p)[1:] == (st.cl.gid, 0o640) for p in pg_files),
           "PostgreSQL's log files: %s" % [(p, mode_of(p)) for p in pg_files])
     pg_text = b"".join(read_bytes(p) for p in pg_files)
     check(re.search(rb"duration: \d+\.\d+ ms  statement: SELECT pg_sleep\(1\.1\)", pg_text),
           "no slow-statement line in PostgreSQL's log:\n" + tail(pg_text.decode("utf-8", "replace")))
     pg_lines = pg_text.count(b"\n") - start_lines["postgres"]
-    wait_for(lambda: metric(port, "klaxon_source_lines_total", "postgres") == pg_lines, 30,
+    wait_for(lambda: st.metric("klaxon_source_lines_total", "postgres") == pg_lines, 30,
              "klaxon to read PostgreSQL's %d new lines (it has %s)"
-             % (pg_lines, metric(port, "klaxon_source_lines_total", "postgres")), proc=kl, proc_log=kerr)
-    check(metric(port, "klaxon_source_parse_errors_total", "postgres") == 0, "PostgreSQL lines did not parse")
+             % (pg_lines, st.metric("klaxon_source_lines_total", "postgres")), proc=kl, proc_log=kerr)
+    check(st.metric("klaxon_source_parse_errors_total", "postgres") == 0, "PostgreSQL lines did not parse")
 
-    on_disk = {"nginx": lines_on_disk(access + "*"), "app": lines_on_disk(os.path.join(app_logs, "app.log*"))}
-    check(on_disk == {"nginx": sent, "app": app.written},
-          "lines on disk %s, written nginx %d, app %d: rotation lost or doubled some" % (on_disk, sent, app.written))
+    on_disk = {"nginx": lines_on_disk(st.access + "*"), "app": lines_on_disk(app_log + "*")}
+    check(on_disk == {"nginx": st.sent, "app": app.written}, "lines on disk %s, written nginx %d, app %d: "
+          "rotation lost or doubled some" % (on_disk, st.sent, app.written))
     rc = stop(kl, timeout=15)
     text = read_bytes(kerr).decode("utf-8", "replace")
     bad = [l for l in text.splitlines() if "rotate:" in l and ("error" in l or "cannot" in l)]
-    check(rc == 0 and not bad, "klaxon run (uid %d) exit %s, rotation problems:\n%s" % (kuid, rc, "\n".join(bad)))
+    check(rc == 0 and not bad, "klaxon run (uid %d) exit %s, rotation problems:\n%s" % (st.kuid, rc, "\n".join(bad)))
     log("as uid %d: nginx %d lines (%d generations), app %d lines (%d generations), PostgreSQL %d lines read; "
-        "every line on disk once" % (kuid, sent, len(generations(access)), app.written,
-                                    len(generations(new_app)), pg_lines))
-    stop(ng)
+        "every line on disk once" % (st.kuid, st.sent, len(generations(st.access)), app.written,
+                                    len(generations(app_log)), pg_lines))
 
 
 if __name__ == "__main__":
