@@ -12,7 +12,9 @@
   2. deploy/Dockerfile: every COPY source exists; the entrypoint and command
      are `klaxon run -c /etc/klaxon/klaxon.yml`; the config it installs there is
      deploy/klaxon.yml; it runs as a non-root user (the uid log-init gives the
-     folders to) with a HEALTHCHECK on /healthz and a volume for state_dir.
+     folders to) with a HEALTHCHECK on /healthz and a volume for state_dir;
+     its runtime stage installs the package of every library the installed
+     binary links (readelf's NEEDED, ldd, dpkg -S).
   3. `meson dist` makes a tarball of the checkout that builds, and
      `meson install --destdir` from it puts in place what the image's runtime stage
      copies: the binary, the man pages, klaxon.yml, the rule pack and
@@ -29,6 +31,7 @@ import glob
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -275,6 +278,40 @@ def run_config(d, dest, k):
     log("klaxon run with deploy/klaxon.yml: started, followed, stopped cleanly; no secret in its log")
 
 
+def runtime_stage_packages():
+    """The packages deploy/Dockerfile's last stage installs."""
+    text = read_bytes(os.path.join(DEPLOY, "Dockerfile")).decode().replace("\\\n", " ")
+    last = text[text.rindex("\nFROM "):]
+    m = re.search(r"apt-get install\s+(.*?)(?:&&|$)", last, re.M)
+    check(m, "Dockerfile: the runtime stage installs no packages")
+    return {w for w in m.group(1).split() if not w.startswith("-")}
+
+
+def runtime_libs_checks(binary):
+    """Every library the installed binary links directly comes from a package
+    the image's runtime stage installs (libc6 is always there)."""
+    if not shutil.which("dpkg") or not shutil.which("readelf"):
+        log("no dpkg or readelf here: the runtime stage's libraries are not checked")
+        return
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]",
+                        meson(["readelf", "-d", binary], "readelf -d"))
+    paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", meson(["ldd", binary], "ldd"), re.M))
+    installed = runtime_stage_packages() | {"libc6"}
+    for lib in needed:
+        check(lib in paths, "ldd does not resolve %s, which %s needs" % (lib, binary))
+        real = os.path.realpath(paths[lib])
+        owners = None
+        for cand in (real, real[len("/usr"):] if real.startswith("/usr/") else "/usr" + real):
+            rc = subprocess.run(["dpkg", "-S", cand], capture_output=True, text=True)
+            if rc.returncode == 0:
+                owners = {o.split(":")[0].strip() for o in rc.stdout.split(": ")[0].split(",")}
+                break
+        check(owners, "dpkg knows no package of %s (%s)" % (lib, real))
+        check(owners & installed, "the image's runtime stage lacks %s (for %s): it installs %s"
+              % (sorted(owners), lib, sorted(installed)))
+    log("Dockerfile: the runtime stage installs the packages of all %d libraries klaxon links" % len(needed))
+
+
 def unit_checks():
     text = read_bytes(os.path.join(DEPLOY, "klaxon.service")).decode()
     for want in ("DynamicUser=yes", "ProtectSystem=strict", "ReadWritePaths=", "NoNewPrivileges=yes",
@@ -293,6 +330,7 @@ def body():
     k = compose_checks()
     dockerfile_checks()
     dest = install_checks(d)
+    runtime_libs_checks(os.path.join(dest, "usr/bin/klaxon"))
     run_config(d, dest, k)
     unit_checks()
 
