@@ -106,22 +106,88 @@ static bool is_digit(char c)
 struct unit {
 	const char *name;
 	double mult;
+	bool time; /* a duration's: may be followed by a smaller one (1m30s) */
 };
 
 /* Units a literal may carry; durations are in seconds, sizes in bytes. */
 static const struct unit units[] = {
-	{ "%", 0.01 },	  { "us", 1e-6 },	{ "ms", 1e-3 },	     { "s", 1 },
-	{ "m", 60 },	  { "h", 3600 },	{ "d", 86400 },	     { "w", 604800 },
-	{ "B", 1 },	  { "KB", 1e3 },	{ "MB", 1e6 },	     { "GB", 1e9 },
-	{ "TB", 1e12 },	  { "KiB", 1024.0 },	{ "MiB", 1048576.0 }, { "GiB", 1073741824.0 },
+	{ "%", 0.01, false },	 { "us", 1e-6, true },	    { "ms", 1e-3, true },
+	{ "s", 1, true },	 { "m", 60, true },	    { "h", 3600, true },
+	{ "d", 86400, true },	 { "w", 604800, true },	    { "B", 1, false },
+	{ "KB", 1e3, false },	 { "MB", 1e6, false },	    { "GB", 1e9, false },
+	{ "TB", 1e12, false },	 { "KiB", 1024.0, false },  { "MiB", 1048576.0, false },
+	{ "GiB", 1073741824.0, false },
 };
+
+/* The end of the digits (and a decimal point) of a number starting at i. */
+static size_t digits_end(const struct ps *ps, size_t i)
+{
+	while (i < ps->len && (is_digit(ps->src[i]) || ps->src[i] == '.'))
+		i++;
+	return i;
+}
+
+/* The unit written at i (NULL if none: *end == i), or fails on an unknown one. */
+static const struct unit *lex_unit(struct ps *ps, size_t i, size_t *end, bool *bad)
+{
+	const char *s = ps->src;
+	size_t u = i;
+	*bad = false;
+	if (u < ps->len && s[u] == '%')
+		u++;
+	else
+		while (u < ps->len && ((s[u] >= 'a' && s[u] <= 'z') || (s[u] >= 'A' && s[u] <= 'Z')))
+			u++;
+	*end = u;
+	if (u == i)
+		return NULL;
+	for (size_t k = 0; k < KL_ARRAY_LEN(units); k++)
+		if (strlen(units[k].name) == u - i && !memcmp(units[k].name, s + i, u - i))
+			return &units[k];
+	fail_at(ps, i,
+		"unknown unit '%.*s'; expected one of %%, us, ms, s, m, h, d, w, B, KB, MB, GB, TB, KiB, MiB, GiB",
+		(int)(u - i), s + i);
+	*bad = true;
+	return NULL;
+}
+
+/*
+ * The rest of a compound duration after its first part, as `| duration`
+ * writes them and `for:` takes them: 1m30s, 1h30m, 2d4h. Each part is a
+ * number with a time unit smaller than the one before. Adds to *v; returns
+ * the end, or 0 after failing.
+ */
+static size_t lex_duration_rest(struct ps *ps, size_t i, const struct unit *prev, double *v)
+{
+	while (i < ps->len && is_digit(ps->src[i])) {
+		size_t n = digits_end(ps, i), u;
+		bool bad;
+		double part;
+		if (kl_parse_double(ps->src + i, n - i, &part) < 0) {
+			fail_at(ps, i, "'%.*s' is not a number", (int)(n - i), ps->src + i);
+			return 0;
+		}
+		const struct unit *un = lex_unit(ps, n, &u, &bad);
+		if (bad)
+			return 0;
+		if (!(un && un->time) || un->mult >= prev->mult) {
+			fail_at(ps, i,
+				"'%.*s' cannot follow '%s' in a duration: each part needs a smaller time "
+				"unit than the one before (1h30m, 1m30s)",
+				(int)(u - i), ps->src + i, prev->name);
+			return 0;
+		}
+		*v += part * un->mult;
+		prev = un;
+		i = u;
+	}
+	return i;
+}
 
 static void lex_number(struct ps *ps, struct tok *t)
 {
 	const char *s = ps->src;
-	size_t i = ps->pos;
-	while (i < ps->len && (is_digit(s[i]) || s[i] == '.'))
-		i++;
+	size_t i = digits_end(ps, ps->pos);
 	if (i < ps->len && (s[i] == 'e' || s[i] == 'E') && i + 1 < ps->len &&
 	    (is_digit(s[i + 1]) || ((s[i + 1] == '-' || s[i + 1] == '+') && i + 2 < ps->len &&
 				    is_digit(s[i + 2])))) {
@@ -135,25 +201,21 @@ static void lex_number(struct ps *ps, struct tok *t)
 		t->kind = T_BAD;
 		return;
 	}
-	size_t u = i;
-	if (u < ps->len && s[u] == '%')
-		u++;
-	else
-		while (u < ps->len && ((s[u] >= 'a' && s[u] <= 'z') || (s[u] >= 'A' && s[u] <= 'Z')))
-			u++;
-	if (u > i) {
-		const struct unit *found = NULL;
-		for (size_t k = 0; k < KL_ARRAY_LEN(units); k++)
-			if (strlen(units[k].name) == u - i && !memcmp(units[k].name, s + i, u - i))
-				found = &units[k];
-		if (!found) {
-			fail_at(ps, i,
-				"unknown unit '%.*s'; expected one of %%, us, ms, s, m, h, d, w, B, KB, MB, GB, TB, KiB, MiB, GiB",
-				(int)(u - i), s + i);
+	size_t u;
+	bool bad;
+	const struct unit *un = lex_unit(ps, i, &u, &bad);
+	if (bad) {
+		t->kind = T_BAD;
+		return;
+	}
+	if (un)
+		v *= un->mult;
+	if ((un && un->time) && u < ps->len && is_digit(s[u])) {
+		u = lex_duration_rest(ps, u, un, &v);
+		if (!u) {
 			t->kind = T_BAD;
 			return;
 		}
-		v *= found->mult;
 	}
 	t->kind = T_NUM;
 	t->num = v;

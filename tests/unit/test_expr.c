@@ -657,6 +657,9 @@ static void test_units(void **state)
 		{ "1GB", 1e9 },	     { "1TB", 1e12 },	   { "2MiB", 2097152 },	 { "1GiB", 1073741824 },
 		{ "0.5%", 0.005 },   { "1.5h", 5400 },	   { "1e3ms", 1 },	 { "12", 12 },
 		{ ".5", 0.5 },	     { "2.5e-1", 0.25 },   { "100%", 1 },
+		/* compound durations, as `| duration` writes them */
+		{ "1m30s", 90 },     { "1h30m", 5400 },	   { "2d4h", 187200 },	 { "1w1d", 691200 },
+		{ "1s500ms", 1.5 },  { "1h1m1s", 3661 },   { "1m0.5s", 60.5 },	 { "2s250us", 2.00025 },
 	};
 	for (size_t i = 0; i < KL_ARRAY_LEN(cases); i++) {
 		char src[64];
@@ -842,6 +845,13 @@ static const struct ecase ECASES[] = {
 	{ "count() > 5xyz", 11, "unknown unit 'xyz'", "expected one of %, us, ms, s" },
 	{ "count(rt > 2sec) > 0", 12, "unknown unit 'sec'", NULL },
 	{ "count() > 5kb", 11, "unknown unit 'kb'", NULL },
+	/* compound durations: each part a smaller time unit */
+	{ "count() > 1m30", 12, "'30' cannot follow 'm' in a duration", "(1h30m, 1m30s)" },
+	{ "count() > 1s30m", 12, "'30m' cannot follow 's'", NULL },
+	{ "count() > 1m1m", 12, "'1m' cannot follow 'm'", NULL },
+	{ "count() > 1m30MB", 12, "'30MB' cannot follow 'm'", NULL },
+	{ "count() > 1m30xs", 14, "unknown unit 'xs'", NULL },
+	{ "count() > 10MB5KB", 14, "expected an operator", NULL },
 	/* unterminated string */
 	{ "count(path == \"/api) > 0", 14, "unterminated string: expected a closing \"", NULL },
 	{ "count(path == '/api) > 0", 14, "unterminated string: expected a closing '", NULL },
