@@ -8,7 +8,13 @@
  * (PQconsumeInput, PQisBusy, PQgetResult), and closes. A fresh connection per
  * check is what an application's new connection meets: when every slot is
  * taken, the check fails with the server's "too many clients" (up = 0), which
- * is the database connection trouble the guide asks about.
+ * is the database connection trouble the guide asks about. That failure still
+ * says how many connections there are, and the result says it too: every
+ * slot when the server has none left ("too many clients already"), every slot
+ * but the reserved ones when only those are left ("remaining connection slots
+ * are reserved"), from the last good check's settings. Without that a rule
+ * on connections / max_connections would lose its value exactly when the
+ * pool is full.
  *
  * A host name in the connection string is looked up off the loop first
  * (probe_net.c) and handed to libpq as hostaddr, because PQconnectStart's own
@@ -39,7 +45,9 @@ static const char probe_sql[] =
 	" (SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
 	"  AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
 	"  AND now() - query_start > interval '1 minute'),"
-	" (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock')";
+	" (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'),"
+	" current_setting('superuser_reserved_connections')::int"
+	"  + COALESCE(current_setting('reserved_connections', true)::int, 0)"; /* 16+ */
 
 #define MAX_PARAMS 64
 
@@ -58,6 +66,9 @@ struct pgprobe {
 	char addr[64];
 	PQconninfoOption *opts;
 	bool got_row;
+	/* From the last good check: what a refused connection implies. */
+	double max_conn, reserved;
+	bool known;
 };
 
 static void watch(struct ingest_probe *p, int events)
@@ -83,6 +94,23 @@ static void pg_close(struct ingest_probe *p)
 	g->phase = PH_IDLE;
 }
 
+/* A connection refused for want of a slot: how many are in use then. */
+static void note_slots_taken(struct ingest_probe *p, const char *msg)
+{
+	struct pgprobe *g = p->impl;
+	double in_use;
+	if (!g->known)
+		return;
+	if (strstr(msg, "too many clients already"))
+		in_use = g->max_conn;
+	else if (strstr(msg, "remaining connection slots are reserved"))
+		in_use = g->max_conn - g->reserved;
+	else
+		return;
+	probe_set(p, PF_PG_CONNECTIONS, in_use);
+	probe_set(p, PF_PG_MAX_CONNECTIONS, g->max_conn);
+}
+
 /* libpq's messages end with a newline and may hold several lines. */
 static void fail_conn(struct ingest_probe *p, const char *what)
 {
@@ -90,6 +118,7 @@ static void fail_conn(struct ingest_probe *p, const char *what)
 	char msg[PROBE_ERR_MAX];
 	snprintf(msg, sizeof msg, "%s", g->conn ? PQerrorMessage(g->conn) : "out of memory");
 	pg_close(p);
+	note_slots_taken(p, msg);
 	probe_fail(p, "%s%s", what, msg);
 }
 
@@ -106,7 +135,7 @@ static void take_result(struct ingest_probe *p, PGresult *r)
 	struct pgprobe *g = p->impl;
 	static const unsigned idx[] = { PF_PG_CONNECTIONS, PF_PG_MAX_CONNECTIONS, PF_PG_LONGEST,
 					PF_PG_OVER_1M, PF_PG_WAITING };
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 5) {
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 || PQnfields(r) != 6) {
 		if (!p->v[PF_ERROR].set)
 			probe_set_str(p, PF_ERROR, PQresultStatus(r) == PGRES_TUPLES_OK
 							   ? "unexpected answer to the probe's query"
@@ -118,6 +147,7 @@ static void take_result(struct ingest_probe *p, PGresult *r)
 		if (number(r, c, &v))
 			probe_set(p, idx[c], v);
 	}
+	g->known = number(r, 1, &g->max_conn) && number(r, 5, &g->reserved);
 	g->got_row = true;
 }
 

@@ -15,8 +15,10 @@ Asserts:
     (pg_cancel_backend), the alert resolves;
   - sessions opened one by one: DatabaseConnectionsHigh fires at 5 of 6;
     every non-reserved slot taken: the probe's connection is refused, its
-    event says so (up 0, the server's FATAL), DatabaseDown fires; the sessions
-    closed, it resolves;
+    event says so (up 0, the server's FATAL) and still counts the slots in
+    use (connections 5 of max_connections 6, from the settings of the last
+    good check), DatabaseDown fires and DatabaseConnectionsHigh stays firing;
+    the sessions closed, DatabaseDown resolves;
   - the password never appears in klaxon's output.
 Skips (77) as test_postgres_live.py does: no server, no psql, or a server
 that cannot start here. Deadlines only guard against a hang.
@@ -109,6 +111,11 @@ def body():
     log("exhausted: %s" % ev)
     check("reserved" in ev.get("error", "") or "too many clients" in ev.get("error", ""),
           "the probe does not say the slots are taken: %s" % ev)
+    # the refusal still counts: every slot but the superuser's reserved one
+    check(ev.get("connections") == 6 - 1 and ev.get("max_connections") == 6,
+          "the refused check does not say 5 of 6 slots are taken: %s" % ev)
+    check(w.state("DatabaseConnectionsHigh") == "firing",
+          "DatabaseConnectionsHigh is %s while the pool is full" % w.state("DatabaseConnectionsHigh"))
     for x in sessions:
         x.close()
     wait_state("DatabaseDown", "resolved")
