@@ -83,7 +83,8 @@ def as_user(uid, gid, groups, argv):
 
 
 def nginx_conf(prefix, logs, port, nginx):
-    """deploy/nginx.conf's user, log format and log files, a local server."""
+    """deploy/nginx.conf's log format and log files; workers as `nobody` (the
+    image's `nginx` user), a local server."""
     shipped = read_bytes(os.path.join(DEPLOY, "nginx.conf")).decode()
     fmt = re.search(r"^\s*log_format\s+timed\s+(.*?);", shipped, re.M | re.S).group(1)
     access = re.search(r"^\s*access_log\s+/var/log/nginx/(\S+)\s+timed;", shipped, re.M).group(1)
