@@ -210,7 +210,7 @@ static void lex_number(struct ps *ps, struct tok *t)
 	}
 	if (un)
 		v *= un->mult;
-	if ((un && un->time) && u < ps->len && is_digit(s[u])) {
+	if (un && un->time) {
 		u = lex_duration_rest(ps, u, un, &v);
 		if (!u) {
 			t->kind = T_BAD;

@@ -175,7 +175,7 @@ def dockerfile_checks():
     log("Dockerfile: two stages, non-root, healthcheck, entrypoint as the tests run it")
 
 
-def meson(argv, what, **kw):
+def run_checked(argv, what, **kw):
     rc = subprocess.run(argv, capture_output=True, text=True, **kw)
     check(rc.returncode == 0, "%s failed:\n%s%s" % (what, rc.stdout[-3000:], rc.stderr[-2000:]))
     return rc.stdout
@@ -189,9 +189,9 @@ def dist_tree(d):
         log("not a git checkout: meson dist left out, installing from the source tree")
         return SRC
     build = os.path.join(d, "dist-build")
-    meson(["meson", "setup", build, SRC, "-Dtests=false"], "meson setup (for dist)")
+    run_checked(["meson", "setup", build, SRC, "-Dtests=false"], "meson setup (for dist)")
     # the committed tree (--allow-dirty: a work in progress is not in it)
-    meson(["meson", "dist", "-C", build, "--no-tests", "--formats", "gztar", "--allow-dirty"], "meson dist")
+    run_checked(["meson", "dist", "-C", build, "--no-tests", "--formats", "gztar", "--allow-dirty"], "meson dist")
     tarballs = glob.glob(os.path.join(build, "meson-dist", "*.tar.gz"))
     check(len(tarballs) == 1, "meson dist made %s" % tarballs)
     out = os.path.join(d, "dist")
@@ -213,9 +213,9 @@ def install_checks(d):
     src = dist_tree(d)
     build = os.path.join(d, "build")
     dest = os.path.join(d, "dest")
-    meson(["meson", "setup", build, src, "--prefix=/usr", "--sysconfdir=/etc", "-Dtests=false"], "meson setup")
-    meson(["ninja", "-C", build, "src/klaxon"], "ninja")
-    meson(["meson", "install", "-C", build, "--no-rebuild"], "meson install", env=dict(os.environ, DESTDIR=dest))
+    run_checked(["meson", "setup", build, src, "--prefix=/usr", "--sysconfdir=/etc", "-Dtests=false"], "meson setup")
+    run_checked(["ninja", "-C", build, "src/klaxon"], "ninja")
+    run_checked(["meson", "install", "-C", build, "--no-rebuild"], "meson install", env=dict(os.environ, DESTDIR=dest))
     want = ["usr/bin/klaxon", "usr/share/man/man1/klaxon.1", "usr/share/man/man5/klaxon.yml.5",
             "usr/share/man/man5/klaxon-rules.5", "etc/klaxon/klaxon.yml"]
     for rf in sorted(os.listdir(os.path.join(src, "examples", "rules"))):
@@ -294,8 +294,8 @@ def runtime_libs_checks(binary):
         log("no dpkg or readelf here: the runtime stage's libraries are not checked")
         return
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]",
-                        meson(["readelf", "-d", binary], "readelf -d"))
-    paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", meson(["ldd", binary], "ldd"), re.M))
+                        run_checked(["readelf", "-d", binary], "readelf -d"))
+    paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", run_checked(["ldd", binary], "ldd"), re.M))
     installed = runtime_stage_packages() | {"libc6"}
     for lib in needed:
         check(lib in paths, "ldd does not resolve %s, which %s needs" % (lib, binary))

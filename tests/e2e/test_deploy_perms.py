@@ -58,7 +58,7 @@ import e2elib  # noqa: E402
 from e2elib import KLAXON, check, free_port, log, main, read_bytes, run, skip, start, stop, tail, tmpdir, wait_for, write  # noqa: E402
 import probelib  # noqa: E402
 from test_deploy import DEPLOY, SRC, deploy_config, log_init_defaults  # noqa: E402
-from test_nginx_live import Client, nginx_binary  # noqa: E402
+from test_nginx_live import Client, nginx_binary, nginx_temp_paths  # noqa: E402
 from test_postgres_live import Clients, Cluster  # noqa: E402
 
 APP_UID = 10002          # the app image's user, a stranger to klaxon
@@ -89,11 +89,6 @@ def nginx_conf(prefix, logs, port, nginx):
     fmt = re.search(r"^\s*log_format\s+timed\s+(.*?);", shipped, re.M | re.S).group(1)
     access = re.search(r"^\s*access_log\s+/var/log/nginx/(\S+)\s+timed;", shipped, re.M).group(1)
     error = re.search(r"^\s*error_log\s+/var/log/nginx/(\S+)", shipped, re.M).group(1)
-    v = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
-    temps = ["client_body_temp_path %s/client_body;" % prefix]
-    for mod in ("proxy", "fastcgi", "uwsgi", "scgi"):
-        if "--without-http_%s_module" % mod not in v:
-            temps.append("%s_temp_path %s/%s;" % (mod, prefix, mod))
     return """\
 user nobody nogroup;
 worker_processes 1;
@@ -112,7 +107,7 @@ http {
     }
 }
 """ % {"p": prefix, "logs": logs, "fmt": fmt, "access": access, "error": error,
-       "temps": "\n    ".join(temps), "port": port}, access
+       "temps": nginx_temp_paths(prefix, nginx), "port": port}, access
 
 
 def pg_options(logdir):

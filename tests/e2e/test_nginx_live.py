@@ -37,12 +37,17 @@ def nginx_binary():
     skip("nginx is not installed (Debian package nginx-light or nginx)")
 
 
-def nginx_config(prefix, port, nginx):
+def nginx_temp_paths(prefix, nginx):
+    """The temp-path directives, under prefix, of the modules this nginx has."""
     v = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
     temps = ["client_body_temp_path %s/client_body;" % prefix]
     for mod in ("proxy", "fastcgi", "uwsgi", "scgi"):
         if "--without-http_%s_module" % mod not in v:
             temps.append("%s_temp_path %s/%s;" % (mod, prefix, mod))
+    return "\n    ".join(temps)
+
+
+def nginx_config(prefix, port, nginx):
     return """\
 worker_processes 1;
 pid %(p)s/nginx.pid;
@@ -60,7 +65,7 @@ http {
         location /       { return 404; }
     }
 }
-""" % {"p": prefix, "fmt": LOG_FORMAT, "temps": "\n    ".join(temps), "port": port}
+""" % {"p": prefix, "fmt": LOG_FORMAT, "temps": nginx_temp_paths(prefix, nginx), "port": port}
 
 
 class Client:
