@@ -524,7 +524,11 @@ static bool check_content(struct tfile *f)
 	}
 	uint64_t size = (uint64_t)fs.st_size;
 	int64_t looked = kl_wall_us();
-	if (size < f->off || (size > f->off && fp_check(f, size) == 1)) {
+	/* Shorter than the bytes we fingerprinted: truncated, even at our
+	 * offset (a file not read yet, copied and emptied by copytruncate, then
+	 * left empty: its copy holds what we never read). */
+	if (size < f->off || size < f->fp_len ||
+	    (size > f->off && fp_check(f, size) == 1)) {
 		truncated(f, size);
 		return size > f->off;
 	}
@@ -1924,13 +1928,21 @@ static bool drain_copy(struct tfile *f)
 	}
 	struct tfile *copy = NULL;
 	if (best && (best->gz || best->size > r.off)) {
-		/* f waits for it: it is read before f's new content. */
-		copy = follow_sibling(t, best, f->path, &r, NULL, "copied before a truncation");
+		/* f waits for it: it is read before f's new content, after the
+		 * generations f was waiting for (a restore's, still draining). */
+		struct tfile *before = f->wait;
+		if (before) {
+			before->waiter = NULL;
+			f->wait = NULL;
+		}
+		copy = follow_sibling(t, best, f->path, &r, before, "copied before a truncation");
 		if (copy) {
 			release_waiter(f);
-			f->waiter = NULL;
 			copy->waiter = f;
 			f->wait = copy;
+		} else if (before) {
+			before->waiter = f;
+			f->wait = before;
 		}
 	}
 	sibs_free(sibs, ns);

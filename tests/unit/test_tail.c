@@ -484,6 +484,27 @@ static void test_copytruncate(void **state)
 	assert_int_equal(st.files_opened, 1);
 }
 
+static void test_copytruncated_to_empty_before_read(void **state)
+{
+	struct fixture *fx = *state;
+	/* followed, fingerprinted, not read yet; then copied to a.log.1 and
+	 * emptied, and nothing written since: size == offset == 0, yet its
+	 * first bytes are gone, and its copy holds lines we never read */
+	writer(fx, 0, "a.log");
+	put(fx, 0, "e1\ne2\n");
+	start_simple(fx, "a.log", true);
+	append(fx, "a.log.1", "e1\ne2\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	EXPECT(fx, "e1", "e2");
+	assert_int_equal(stats(fx).truncations, 1);
+	put(fx, 0, "f1\n");
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	EXPECT(fx, "e1", "e2", "f1");
+}
+
 static void test_truncated_while_reading(void **state)
 {
 	struct fixture *fx = *state;
@@ -1233,6 +1254,7 @@ int main(void)
 		T(test_rotate_into_glob),
 		T(test_rename_over_followed),
 		T(test_copytruncate),
+		T(test_copytruncated_to_empty_before_read),
 		T(test_truncated_while_reading),
 		T(test_delete_and_recreate),
 		T(test_late_creation),
