@@ -468,7 +468,7 @@ static void truncated(struct tfile *f, uint64_t size)
 		copy->waiter = NULL;
 		f->wait = NULL;
 	}
-	follow_since(t, f->path, f->dev, f->ino, -1, f->content_ok_us, copy, f);
+	follow_since(t, f->path, f->dev, f->ino, f->fd, f->content_ok_us, copy, f);
 	kl_log(KL_LOG_INFO,
 	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
 	       "reading it again from the start%s",
@@ -504,7 +504,7 @@ static void copies_unseen(struct tfile *f)
 		before->waiter = NULL;
 		f->wait = NULL;
 	}
-	follow_since(f->t, f->path, f->dev, f->ino, -1, f->content_ok_us - MTIME_SLACK_US, before,
+	follow_since(f->t, f->path, f->dev, f->ino, f->fd, f->content_ok_us - MTIME_SLACK_US, before,
 		     f);
 }
 
@@ -1006,7 +1006,7 @@ static void open_new_since_checkpoint(struct ingest_tail *t, const char *path)
 {
 	struct tfile *f = open_file(t, path, false);
 	if (f)
-		follow_since(t, path, f->dev, f->ino, -1, t->state_time_us - MTIME_SLACK_US, NULL, f);
+		follow_since(t, path, f->dev, f->ino, f->fd, t->state_time_us - MTIME_SLACK_US, NULL, f);
 }
 
 /* Find new matches of the pattern (and new names of draining files). */
@@ -2006,8 +2006,7 @@ static void follow_intermediates(struct tfile *f, dev_t cur_dev, ino_t cur_ino)
  * Is c the compressed copy of the file a restore holds open (cur_fd, to be
  * followed under the name), renamed and compressed since we opened it? Then
  * the plain file is unlinked and we read it whole through cur_fd: the copy
- * would be read twice. (A copy of a file still linked is not skipped: with
- * copytruncate the copy holds what the truncation removed.)
+ * would be read twice. (A plain copy of a file still linked: copy_of_current.)
  */
 static bool compressed_copy_of_held(int cur_fd, struct sib *c)
 {
@@ -2023,10 +2022,35 @@ static bool compressed_copy_of_held(int cur_fd, struct sib *c)
 }
 
 /*
+ * Is c a copy of what the file now under the name (cur_fd) holds: a
+ * copytruncate copying it right now, or done copying but not truncated yet?
+ * Its bytes are read in that file, and the rest of them in c once the
+ * truncation comes (drain_copy): read from c as well, they would come twice.
+ * (Once truncated, that file starts otherwise: c is a generation then.)
+ */
+static bool copy_of_current(int cur_fd, struct sib *c)
+{
+	if (cur_fd < 0 || c->gz)
+		return false;
+	const char *head = sib_head(c);
+	if (c->head_len <= 0)
+		return false;
+	char b[FP_MAX];
+	ssize_t n = pread_all(cur_fd, b, (size_t)c->head_len, 0);
+	return n == c->head_len && memcmp(b, head, (size_t)n) == 0;
+}
+
+/* A sibling whose bytes we read through the file now under the name. */
+static bool read_through_current(int cur_fd, struct sib *c)
+{
+	return compressed_copy_of_held(cur_fd, c) || copy_of_current(cur_fd, c);
+}
+
+/*
  * The generations of name modified after since_us that we do not follow,
  * read oldest first, each to its end: after `before` (if any), and before
- * `after` (if any, which must not be waiting for anything). cur_fd: see
- * compressed_copy_of_held (-1: none).
+ * `after` (if any, which must not be waiting for anything). cur_fd: the file
+ * now under the name, open, or -1 (see read_through_current).
  */
 static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev, ino_t cur_ino,
 			 int cur_fd, int64_t since_us, struct tfile *before, struct tfile *after)
@@ -2038,7 +2062,7 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 		for (size_t k = 0; k < ns; k++) {
 			int64_t m = sib_mtime_us(&sibs[k]);
 			if (m > since_us && !copy_of_followed(t, &sibs[k], name) &&
-			    !already_read(t, &sibs[k]) && !compressed_copy_of_held(cur_fd, &sibs[k]))
+			    !already_read(t, &sibs[k]) && !read_through_current(cur_fd, &sibs[k]))
 				sibs[keep++] = sibs[k];
 			else
 				close(sibs[k].fd);
@@ -2119,8 +2143,7 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		 * its mtime is newer): not read again. */
 		int64_t m = sib_mtime_us(&sibs[k]);
 		if (!sibs[k].rec && ((t->state_time_us > 0 && m <= t->state_time_us - MTIME_SLACK_US) ||
-				     already_read(t, &sibs[k]) ||
-				     compressed_copy_of_held(cur_fd, &sibs[k])))
+				     already_read(t, &sibs[k]) || read_through_current(cur_fd, &sibs[k])))
 			continue;
 		struct tfile *f = follow_sibling(t, &sibs[k], path, sibs[k].rec, prev,
 						  "rotated while we were stopped");

@@ -901,6 +901,47 @@ static void test_checkpoint_copytruncate_while_stopped(void **state)
 	kl_buf_free(&buf);
 }
 
+/* Restart while logrotate's copytruncate runs: the copy of a.log made (or
+ * half made) but a.log not truncated yet. The copy's lines are a.log's: read
+ * there, and what the truncation takes from the copy; never twice. */
+static void restart_during_copytruncate(struct fixture *fx, const char *copied_before,
+					const char *copied_after)
+{
+	struct kl_buf buf = { 0 };
+	writer(fx, 0, "a.log");
+	put(fx, 0, "c1\nc2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	int64_t saved_us = kl_wall_us();
+	put(fx, 0, "c3\n");
+	append(fx, "a.log.1", copied_before);
+	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
+	o.state = buf.p;
+	o.state_len = buf.len;
+	o.state_time_us = saved_us - 1000000; /* the copy is newer, past the slack */
+	start(fx, &o);
+	if (*copied_after)
+		append(fx, "a.log.1", copied_after);
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "d1\n");
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "c1", "c2", "c3", "d1");
+	kl_buf_free(&buf);
+}
+
+static void test_checkpoint_copied_not_truncated(void **state)
+{
+	restart_during_copytruncate(*state, "c1\nc2\nc3\n", "");
+}
+
+static void test_checkpoint_copy_half_made(void **state)
+{
+	restart_during_copytruncate(*state, "c1\nc", "2\nc3\n");
+}
+
 /* Write name as a gzip file of s, with the mtime of the file `like` (as
  * gzip and logrotate's compress keep it). */
 static void gzip_as(struct fixture *fx, const char *name, const char *s, const char *like)
@@ -1269,6 +1310,8 @@ int main(void)
 		T(test_checkpoint_rotated_while_stopped),
 		T(test_checkpoint_dateext_while_stopped),
 		T(test_checkpoint_copytruncate_while_stopped),
+		T(test_checkpoint_copied_not_truncated),
+		T(test_checkpoint_copy_half_made),
 		T(test_checkpoint_rotated_twice_compressed),
 		T(test_checkpoint_done_generation_compressed_later),
 		T(test_checkpoint_resume_inside_gz),
