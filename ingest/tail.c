@@ -77,11 +77,11 @@
  * behind the wall clock we compare them with: a generation that came and
  * went between two looks may carry an mtime just before the first look.
  * Far below rotate_wait, so a generation closed after it went quiet is never
- * taken for a new one. Not for copytruncate's copies: the copy of the
- * truncation at hand is often that recent and read already. */
+ * taken for a new one. (The copy of a content read to its end, often that
+ * recent, is known by its first bytes: the done ring.) */
 #define MTIME_SLACK_US 20000
-#define SIBLINGS_MAX 4096
-#define SIBLING_PASSES 4	   /* readdir passes until one finds nothing new */	   /* rotated siblings of one name considered at restore */
+#define SIBLINGS_MAX 4096	   /* rotated siblings of one name considered */
+#define SIBLING_PASSES 4	   /* readdir passes until one finds nothing new */
 #define FILE_MASK IN_MODIFY
 #define DIR_MASK                                                                      \
 	(IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | \
@@ -461,14 +461,6 @@ static void truncated(struct tfile *f, uint64_t size)
 	 * all of it when we had read nothing yet (waiting behind generations to
 	 * read first), so the copy is looked for whenever we know first bytes. */
 	bool copied = drain_copy(f);
-	/* Truncated more than once since we last saw its content: the copies
-	 * made in between come after that copy, before this file. */
-	struct tfile *copy = f->wait;
-	if (copy) {
-		copy->waiter = NULL;
-		f->wait = NULL;
-	}
-	follow_since(t, f->path, f->dev, f->ino, f->fd, f->content_ok_us, copy, f);
 	kl_log(KL_LOG_INFO,
 	       "tail %s: \"%s\" (inode %llu) was truncated (size %llu, we were at %llu); "
 	       "reading it again from the start%s",
@@ -480,14 +472,25 @@ static void truncated(struct tfile *f, uint64_t size)
 	} else {
 		flush_pending(f);
 	}
-	if (!f->gz)
-		remember_done(t, f->fp, f->fp_len, f->off);
+	/* The old content is done with here: its copy, if read to where we
+	 * were only, is known by this record; f is known by its new first
+	 * bytes from now on (a short old fingerprint, of a file seen under
+	 * 1 KiB, also starts copies of later contents of the same second). */
+	remember_done(t, f->fp, f->fp_len, f->off);
 	f->off = 0;
 	f->fp = fp_hash("", 0);
 	f->fp_len = 0;
 	fp_check(f, size);
 	f->emptied = f->fp_len == 0;
 	f->at_eof = false;
+	/* Truncated more than once since we last saw its content: the copies
+	 * made in between come after that copy, before this file. */
+	struct tfile *copy = f->wait;
+	if (copy) {
+		copy->waiter = NULL;
+		f->wait = NULL;
+	}
+	follow_since(t, f->path, f->dev, f->ino, f->fd, f->content_ok_us - MTIME_SLACK_US, copy, f);
 }
 
 /*
@@ -1907,6 +1910,28 @@ static void restore_lost(struct ingest_tail *t, const struct saved *r, bool in_p
 	       in_place_ino ? "truncated or rewritten" : "rotated or removed");
 }
 
+/*
+ * Of two siblings that start as r, is c likelier r's copy than best? With
+ * a fingerprint of FP_MAX bytes, the newer is: older generations may share
+ * first bytes. A shorter one (the file was smaller when we last looked)
+ * also starts the copies of later contents written in the same second (log
+ * lines share their first tens of bytes, timestamp included): then the
+ * oldest made since we last saw r's content (seen_us) is; the later ones
+ * hold what came after it.
+ */
+static bool likelier_copy(const struct sib *c, const struct sib *best, const struct saved *r,
+			  int64_t seen_us)
+{
+	if (!best)
+		return true;
+	if (r->fp_len >= FP_MAX)
+		return by_mtime(c, best) > 0;
+	bool c_since = sib_mtime_us(c) > seen_us, best_since = sib_mtime_us(best) > seen_us;
+	if (c_since != best_since)
+		return c_since;
+	return c_since ? by_mtime(c, best) < 0 : by_mtime(c, best) > 0;
+}
+
 /* The file of f's name's copy: f truncated by copytruncate. Found among the
  * siblings by f's first bytes (plain or compressed), it is read from where we
  * were to its end, before f from 0. True if there is one with more to read. */
@@ -1920,12 +1945,10 @@ static bool drain_copy(struct tfile *f)
 	size_t ns = 0;
 	if (f->gz || r.fp_len == 0 || list_siblings(t, f->path, f->dev, f->ino, &sibs, &ns) < 0)
 		return false;
-	for (size_t k = 0; k < ns; k++) {
-		struct sib *c = &sibs[k];
-		/* The newest match: older generations may share first bytes. */
-		if (sib_rank(c, &r) > 0 && (!best || by_mtime(c, best) > 0))
-			best = c;
-	}
+	int64_t seen_us = f->content_ok_us - MTIME_SLACK_US;
+	for (size_t k = 0; k < ns; k++)
+		if (sib_rank(&sibs[k], &r) > 0 && likelier_copy(&sibs[k], best, &r, seen_us))
+			best = &sibs[k];
 	struct tfile *copy = NULL;
 	if (best && (best->gz || best->size > r.off)) {
 		/* f waits for it: it is read before f's new content, after the
@@ -1966,8 +1989,13 @@ static bool already_read(struct ingest_tail *t, struct sib *c)
 			hashed_len = d->fp_len;
 			h = fp_hash(head, hashed_len);
 		}
-		if (h == d->fp)
+		if (h == d->fp) {
+			kl_log(KL_LOG_DEBUG,
+			       "tail %s: \"%s\" starts as a content read to offset %llu (its first "
+			       "%zu bytes)",
+			       t->pattern, c->path, (unsigned long long)d->end, d->fp_len);
 			return true;
+		}
 	}
 	return false;
 }
@@ -2046,6 +2074,21 @@ static bool read_through_current(int cur_fd, struct sib *c)
 	return compressed_copy_of_held(cur_fd, c) || copy_of_current(cur_fd, c);
 }
 
+/* Why follow_since leaves sibling c of name alone, or NULL if it does not. */
+static const char *passed_over(struct ingest_tail *t, struct sib *c, const char *name,
+			       int cur_fd, int64_t since_us)
+{
+	if (sib_mtime_us(c) <= since_us)
+		return "not modified since";
+	if (copy_of_followed(t, c, name))
+		return "a copy of a file followed";
+	if (already_read(t, c))
+		return "its content was read to its end";
+	if (read_through_current(cur_fd, c))
+		return "a copy of the file under the name";
+	return NULL;
+}
+
 /*
  * The generations of name modified after since_us that we do not follow,
  * read oldest first, each to its end: after `before` (if any), and before
@@ -2060,12 +2103,16 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 	struct tfile *prev = before;
 	if (list_siblings(t, name, cur_dev, cur_ino, &sibs, &ns) == 0) {
 		for (size_t k = 0; k < ns; k++) {
-			int64_t m = sib_mtime_us(&sibs[k]);
-			if (m > since_us && !copy_of_followed(t, &sibs[k], name) &&
-			    !already_read(t, &sibs[k]) && !read_through_current(cur_fd, &sibs[k]))
+			const char *why = passed_over(t, &sibs[k], name, cur_fd, since_us);
+			if (!why) {
 				sibs[keep++] = sibs[k];
-			else
-				close(sibs[k].fd);
+				continue;
+			}
+			if (sib_mtime_us(&sibs[k]) > since_us - 1000000) /* near misses too */
+				kl_log(KL_LOG_DEBUG, "tail %s: \"%s\" (inode %llu, %llu bytes) not read: %s",
+				       t->pattern, sibs[k].path, (unsigned long long)sibs[k].ino,
+				       (unsigned long long)sibs[k].size, why);
+			close(sibs[k].fd);
 		}
 		if (keep > 1)
 			qsort(sibs, keep, sizeof *sibs, by_mtime);

@@ -505,6 +505,31 @@ static void test_copytruncated_to_empty_before_read(void **state)
 	EXPECT(fx, "e1", "e2", "f1");
 }
 
+static void test_copytruncated_twice_short_fingerprint(void **state)
+{
+	struct fixture *fx = *state;
+	/* last seen holding the start of a line only: its fingerprint is those
+	 * 7 bytes, which the next content's first line shares (log lines of one
+	 * second do). Copied to a.log.2, then the next content copied to a.log.1,
+	 * then a third one, all between two looks: each is read once, in order */
+	writer(fx, 0, "a.log");
+	put(fx, 0, "PREFIX-");
+	start_simple(fx, "a.log", true);
+	settle(fx, SETTLE);
+	assert_int_equal(fx->n, 0);
+	put(fx, 0, "a1\nPREFIX-a2\n");
+	append(fx, "a.log.1", "PREFIX-a1\nPREFIX-a2\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "PREFIX-b1\n");
+	assert_int_equal(rename(path_of(fx, "a.log.1"), path_of(fx, "a.log.2")), 0);
+	append(fx, "a.log.1", "PREFIX-b1\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "other\n");
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "PREFIX-a1", "PREFIX-a2", "PREFIX-b1", "other");
+}
+
 static void test_truncated_while_reading(void **state)
 {
 	struct fixture *fx = *state;
@@ -1296,6 +1321,7 @@ int main(void)
 		T(test_rename_over_followed),
 		T(test_copytruncate),
 		T(test_copytruncated_to_empty_before_read),
+		T(test_copytruncated_twice_short_fingerprint),
 		T(test_truncated_while_reading),
 		T(test_delete_and_recreate),
 		T(test_late_creation),
