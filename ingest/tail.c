@@ -1096,8 +1096,8 @@ static void open_successor(struct tfile *f, const struct stat *ps)
 		g->wait = NULL;
 		tail = chain_tail(f);
 	}
-	follow_since(t, f->path, g ? g->dev : 0, g ? g->ino : 0, -1, f->name_ok_us - MTIME_SLACK_US,
-		     tail, g);
+	follow_since(t, f->path, g ? g->dev : 0, g ? g->ino : 0, g ? g->fd : -1,
+		     f->name_ok_us - MTIME_SLACK_US, tail, g);
 }
 
 /* Returns false if f was closed. */
@@ -2001,13 +2001,16 @@ static bool already_read(struct ingest_tail *t, struct sib *c)
 }
 
 /* A sibling holding a file we follow under the same name (compressed meanwhile,
- * or copied): its first bytes are that file's. Not a generation of its own. */
+ * or copied): its first bytes are that file's. Not a generation of its own.
+ * A file fingerprinted under FP_MAX bytes is matched by a sibling of exactly
+ * those bytes only: its short start is also the start of other contents. */
 static bool copy_of_followed(struct ingest_tail *t, struct sib *c, const char *path)
 {
 	bool copy = false;
 	for (struct tfile *o = t->files; o && !copy; o = o->next) {
 		struct saved r = { .fp = o->fp, .fp_len = o->fp_len };
-		copy = !o->gz && strcmp(o->path, path) == 0 && sib_rank(c, &r) > 0;
+		copy = !o->gz && strcmp(o->path, path) == 0 && sib_rank(c, &r) > 0 &&
+		       (o->fp_len >= FP_MAX || (size_t)c->head_len == o->fp_len);
 	}
 	return copy;
 }
@@ -2158,9 +2161,12 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		/* The best match not claimed as well or better by another record. */
 		struct sib *best = NULL;
 		int best_rank = 0;
+		int64_t seen_us = t->state_time_us - MTIME_SLACK_US;
 		for (size_t k = 0; k < ns; k++) {
 			int rank = sib_rank(&sibs[k], r);
-			if (rank > sibs[k].rank && rank > best_rank) {
+			if (rank > sibs[k].rank &&
+			    (rank > best_rank ||
+			     (rank == 1 && best_rank == 1 && likelier_copy(&sibs[k], best, r, seen_us)))) {
 				best = &sibs[k];
 				best_rank = rank;
 			}

@@ -530,6 +530,33 @@ static void test_copytruncated_twice_short_fingerprint(void **state)
 	EXPECT(fx, "PREFIX-a1", "PREFIX-a2", "PREFIX-b1", "other");
 }
 
+static void test_copytruncated_then_short_start(void **state)
+{
+	struct fixture *fx = *state;
+	/* read to its end, then copied and truncated twice between two looks;
+	 * seen next holding the start of a line only, which the copy of the
+	 * content in between also starts with: that copy is not taken for one
+	 * of the file now under the name */
+	writer(fx, 0, "a.log");
+	put(fx, 0, "a1\na2\n");
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 2));
+	settle(fx, SETTLE);
+	append(fx, "a.log.1", "a1\na2\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "PREFIX-b1\n");
+	assert_int_equal(rename(path_of(fx, "a.log.1"), path_of(fx, "a.log.2")), 0);
+	append(fx, "a.log.1", "PREFIX-b1\n");
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "PREFIX-");
+	assert_true(run_until_lines(fx, 3));
+	settle(fx, SETTLE);
+	put(fx, 0, "c1\n");
+	assert_true(run_until_lines(fx, 4));
+	settle(fx, SETTLE);
+	EXPECT(fx, "a1", "a2", "PREFIX-b1", "PREFIX-c1");
+}
+
 static void test_truncated_while_reading(void **state)
 {
 	struct fixture *fx = *state;
@@ -1322,6 +1349,7 @@ int main(void)
 		T(test_copytruncate),
 		T(test_copytruncated_to_empty_before_read),
 		T(test_copytruncated_twice_short_fingerprint),
+		T(test_copytruncated_then_short_start),
 		T(test_truncated_while_reading),
 		T(test_delete_and_recreate),
 		T(test_late_creation),
