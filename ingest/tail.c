@@ -2134,6 +2134,35 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
 }
 
 /*
+ * Record r located nowhere: is there a plain copy that starts as r but ends
+ * before r's offset? Then copytruncate copied r's content and lost what was
+ * written between the copy and the truncation; we had read all of the copy
+ * and more (the checkpoint, composed before the copy was done, could not
+ * know it). The content goes to the done ring: the copy is not read again
+ * (already_read), and nothing is lost.
+ */
+static bool copy_read_past(struct ingest_tail *t, struct sib *sibs, size_t ns,
+			   const struct saved *r)
+{
+	for (size_t k = 0; k < ns; k++) {
+		struct sib *c = &sibs[k];
+		if (c->gz || c->rec || r->fp_len == 0 || c->size >= r->off || c->size < r->fp_len ||
+		    !sib_starts_as(c, r))
+			continue;
+		remember_done(t, r->fp, r->fp_len, r->off);
+		kl_log(KL_LOG_INFO,
+		       "tail %s: \"%s\" is the copy of \"%s\" (inode %llu) the checkpoint names, "
+		       "but ends at %llu, before its offset %llu: read already (the lines written "
+		       "between the copy and the truncation were lost by the rotation, after we "
+		       "read them)",
+		       t->pattern, c->path, r->path, (unsigned long long)r->ino,
+		       (unsigned long long)c->size, (unsigned long long)r->off);
+		return true;
+	}
+	return false;
+}
+
+/*
  * The saved records of path that are not at it any more: locate them among
  * its siblings, then read every sibling rotated since the oldest of them.
  */
@@ -2174,8 +2203,9 @@ static int restore_rotated(struct ingest_tail *t, const struct saved *v, size_t 
 		if (best) {
 			best->rec = r;
 			best->rank = best_rank;
-		} else
+		} else if (!copy_read_past(t, sibs, ns, r)) {
 			restore_lost(t, r, (uint64_t)cur_dev == r->dev && (uint64_t)cur_ino == r->ino);
+		}
 	}
 	if (ns > 1)
 		qsort(sibs, ns, sizeof *sibs, by_mtime);

@@ -994,6 +994,47 @@ static void test_checkpoint_copy_half_made(void **state)
 	restart_during_copytruncate(*state, "c1\nc", "2\nc3\n");
 }
 
+static void test_checkpoint_copy_shorter_than_read(void **state)
+{
+	struct fixture *fx = *state;
+	struct kl_buf buf = { 0 };
+	/* read to its end (2 KiB), checkpointed; then copytruncate copies it
+	 * but loses its last 5 lines (written between the copy and the
+	 * truncation), all before the checkpoint's time says: the copy is
+	 * newer than the checkpoint and ends before its offset. It holds only
+	 * lines read already: nothing again, nothing reported lost */
+	char line[128], all[4096] = "", copied[4096] = "";
+	writer(fx, 0, "a.log");
+	for (int i = 0; i < 20; i++) {
+		snprintf(line, sizeof line, "line %02d %s\n", i,
+			 "padding padding padding padding padding padding padding padding padding");
+		strcat(all, line);
+		if (i < 15)
+			strcat(copied, line);
+	}
+	put(fx, 0, all);
+	start_simple(fx, "a.log", true);
+	assert_true(run_until_lines(fx, 20));
+	settle(fx, SETTLE);
+	save_and_stop(fx, &buf);
+	int64_t saved_us = kl_wall_us();
+	append(fx, "a.log.1", copied);
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, "d1\n");
+	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
+	o.state = buf.p;
+	o.state_len = buf.len;
+	o.state_time_us = saved_us - 1000000; /* composed before the copy was made */
+	start(fx, &o);
+	assert_true(run_until_lines(fx, 21));
+	settle(fx, SETTLE);
+	assert_int_equal(fx->n, 21);
+	assert_string_equal(fx->v[19].s, "line 19 padding padding padding padding padding padding "
+					 "padding padding padding");
+	assert_string_equal(fx->v[20].s, "d1");
+	kl_buf_free(&buf);
+}
+
 /* Write name as a gzip file of s, with the mtime of the file `like` (as
  * gzip and logrotate's compress keep it). */
 static void gzip_as(struct fixture *fx, const char *name, const char *s, const char *like)
@@ -1366,6 +1407,7 @@ int main(void)
 		T(test_checkpoint_copytruncate_while_stopped),
 		T(test_checkpoint_copied_not_truncated),
 		T(test_checkpoint_copy_half_made),
+		T(test_checkpoint_copy_shorter_than_read),
 		T(test_checkpoint_rotated_twice_compressed),
 		T(test_checkpoint_done_generation_compressed_later),
 		T(test_checkpoint_resume_inside_gz),
