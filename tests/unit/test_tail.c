@@ -2,7 +2,9 @@
  * test_tail.c — following files on a real libev loop, against real files in a
  * temporary directory: appends, rename-and-create rotation (with lines written
  * to the old file after the rename), rotation into a name the glob matches,
- * copytruncate (seen by size and by fingerprint), delete and recreate, late
+ * copytruncate (seen by size, by fingerprint, and by a file shorter than
+ * its fingerprint; twice between two looks with a fingerprint of a partial
+ * line; a restart in the middle of one), delete and recreate, late
  * creation of the file and of its directory, globs with new matches and
  * non-regular matches, from_beginning true and false, a 1 MiB line, NUL
  * bytes, fairness between files, and all of it again without inotify.
