@@ -2137,9 +2137,10 @@ static void follow_since(struct ingest_tail *t, const char *name, dev_t cur_dev,
  * Record r located nowhere: is there a plain copy that starts as r but ends
  * before r's offset? Then copytruncate copied r's content and lost what was
  * written between the copy and the truncation; we had read all of the copy
- * and more (the checkpoint, composed before the copy was done, could not
- * know it). The content goes to the done ring: the copy is not read again
- * (already_read), and nothing is lost.
+ * and more (the checkpoint, written before we saw the truncation, could not
+ * know it, and the copy may even look newer than it). The content goes to
+ * the done ring: the copy is not read again (already_read), and nothing is
+ * lost.
  */
 static bool copy_read_past(struct ingest_tail *t, struct sib *sibs, size_t ns,
 			   const struct saved *r)

@@ -1000,11 +1000,11 @@ static void test_checkpoint_copy_shorter_than_read(void **state)
 {
 	struct fixture *fx = *state;
 	struct kl_buf buf = { 0 };
-	/* read to its end (2 KiB), checkpointed; then copytruncate copies it
-	 * but loses its last 5 lines (written between the copy and the
-	 * truncation), all before the checkpoint's time says: the copy is
-	 * newer than the checkpoint and ends before its offset. It holds only
-	 * lines read already: nothing again, nothing reported lost */
+	/* read to its end (1600 bytes), checkpointed; then copytruncate copies
+	 * it but loses its last 5 lines (written between the copy and the
+	 * truncation): the copy ends before the checkpoint's offset, and looks
+	 * newer than the checkpoint. It holds only lines read already: none of
+	 * them again, nothing reported lost */
 	char line[128], all[4096] = "", copied[4096] = "";
 	writer(fx, 0, "a.log");
 	for (int i = 0; i < 20; i++) {
@@ -1026,7 +1026,7 @@ static void test_checkpoint_copy_shorter_than_read(void **state)
 	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
 	o.state = buf.p;
 	o.state_len = buf.len;
-	o.state_time_us = saved_us - 1000000; /* composed before the copy was made */
+	o.state_time_us = saved_us - 1000000; /* the copy is newer, past the slack */
 	start(fx, &o);
 	assert_true(run_until_lines(fx, 21));
 	settle(fx, SETTLE);
