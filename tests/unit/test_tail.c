@@ -486,6 +486,19 @@ static void test_copytruncate(void **state)
 	assert_int_equal(st.files_opened, 1);
 }
 
+/* logrotate's copytruncate of a.log (writer slot 0), between two of our
+ * looks: a.log.1 shifted to a.log.2 if there, `copy` written to a.log.1 (what
+ * a.log held, or less: the lines written between copy and truncation are
+ * lost), a.log truncated, then `next` written to it. */
+static void copytruncate_as_logrotate(struct fixture *fx, const char *copy, const char *next)
+{
+	if (access(path_of(fx, "a.log.1"), F_OK) == 0)
+		assert_int_equal(rename(path_of(fx, "a.log.1"), path_of(fx, "a.log.2")), 0);
+	append(fx, "a.log.1", copy);
+	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	put(fx, 0, next);
+}
+
 static void test_copytruncated_to_empty_before_read(void **state)
 {
 	struct fixture *fx = *state;
@@ -495,8 +508,7 @@ static void test_copytruncated_to_empty_before_read(void **state)
 	writer(fx, 0, "a.log");
 	put(fx, 0, "e1\ne2\n");
 	start_simple(fx, "a.log", true);
-	append(fx, "a.log.1", "e1\ne2\n");
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
+	copytruncate_as_logrotate(fx, "e1\ne2\n", "");
 	assert_true(run_until_lines(fx, 2));
 	settle(fx, SETTLE);
 	EXPECT(fx, "e1", "e2");
@@ -520,13 +532,8 @@ static void test_copytruncated_twice_short_fingerprint(void **state)
 	settle(fx, SETTLE);
 	assert_int_equal(fx->n, 0);
 	put(fx, 0, "a1\nPREFIX-a2\n");
-	append(fx, "a.log.1", "PREFIX-a1\nPREFIX-a2\n");
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
-	put(fx, 0, "PREFIX-b1\n");
-	assert_int_equal(rename(path_of(fx, "a.log.1"), path_of(fx, "a.log.2")), 0);
-	append(fx, "a.log.1", "PREFIX-b1\n");
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
-	put(fx, 0, "other\n");
+	copytruncate_as_logrotate(fx, "PREFIX-a1\nPREFIX-a2\n", "PREFIX-b1\n");
+	copytruncate_as_logrotate(fx, "PREFIX-b1\n", "other\n");
 	assert_true(run_until_lines(fx, 4));
 	settle(fx, SETTLE);
 	EXPECT(fx, "PREFIX-a1", "PREFIX-a2", "PREFIX-b1", "other");
@@ -544,13 +551,8 @@ static void test_copytruncated_then_short_start(void **state)
 	start_simple(fx, "a.log", true);
 	assert_true(run_until_lines(fx, 2));
 	settle(fx, SETTLE);
-	append(fx, "a.log.1", "a1\na2\n");
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
-	put(fx, 0, "PREFIX-b1\n");
-	assert_int_equal(rename(path_of(fx, "a.log.1"), path_of(fx, "a.log.2")), 0);
-	append(fx, "a.log.1", "PREFIX-b1\n");
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
-	put(fx, 0, "PREFIX-");
+	copytruncate_as_logrotate(fx, "a1\na2\n", "PREFIX-b1\n");
+	copytruncate_as_logrotate(fx, "PREFIX-b1\n", "PREFIX-");
 	assert_true(run_until_lines(fx, 3));
 	settle(fx, SETTLE);
 	put(fx, 0, "c1\n");
@@ -1020,9 +1022,7 @@ static void test_checkpoint_copy_shorter_than_read(void **state)
 	settle(fx, SETTLE);
 	save_and_stop(fx, &buf);
 	int64_t saved_us = kl_wall_us();
-	append(fx, "a.log.1", copied);
-	assert_int_equal(ftruncate(fx->fds[0], 0), 0);
-	put(fx, 0, "d1\n");
+	copytruncate_as_logrotate(fx, copied, "d1\n");
 	struct ingest_tail_opts o = opts_for(fx, "a.log", true);
 	o.state = buf.p;
 	o.state_len = buf.len;
